@@ -1,0 +1,1 @@
+"""Evaluation: retrieval metrics (functional core), CL metrics, the shared evaluator."""

@@ -1,0 +1,1 @@
+"""Dual-encoder backbones: named configs, towers that take prompt tokens, one builder."""

@@ -1,0 +1,60 @@
+"""The dual encoder: towers -> 2-layer heads -> L2-normalised embeddings, and a logit scale.
+
+A strategy that prompts the towers attaches a `prompter` module (see `Prompter`); the
+towers themselves stay untouched, so one backbone serves every strategy.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class Prompter(Protocol):
+    """What a prompting strategy attaches as `model.prompter`."""
+
+    def audio(self, model: DualEncoder, wave: Tensor) -> Tensor | list[Tensor] | None: ...
+
+    def text(self, model: DualEncoder, tokens: dict[str, Tensor]
+             ) -> tuple[Tensor | list[Tensor] | None, Tensor | list[Tensor] | None]: ...
+
+
+def head(width: int, hidden: int, out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, out))
+
+
+class DualEncoder(nn.Module):
+    def __init__(self, *, audio: nn.Module, text: nn.Module, embed_dim: int, head_hidden: int,
+                 meta: dict | None = None) -> None:
+        super().__init__()
+        self.audio, self.text = audio, text
+        self.audio_head = head(audio.width, head_hidden, embed_dim)
+        self.text_head = head(text.width, head_hidden, embed_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.prompter: nn.Module | None = None
+        self.meta = dict(meta or {})  # name, sample rate, clip length: what loaders need
+
+    @property
+    def device(self) -> torch.device:
+        return self.logit_scale.device
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        """Every parameter but a strategy's prompter: what Finetune trains."""
+        skip = set() if self.prompter is None else {id(p) for p in self.prompter.parameters()}
+        return [p for p in self.parameters() if id(p) not in skip]
+
+    def encode_audio(self, wave: Tensor) -> Tensor:
+        prefix = None if self.prompter is None else self.prompter.audio(self, wave)
+        return F.normalize(self.audio_head(self.audio(wave, prefix=prefix)), dim=-1)
+
+    def encode_text(self, texts: list[str]) -> Tensor:
+        tokens = self.text.tokenize(texts, self.device)
+        prefix, post = (None, None) if self.prompter is None else self.prompter.text(self, tokens)
+        return F.normalize(self.text_head(self.text(tokens, prefix=prefix, post=post)), dim=-1)
+
+    def forward(self, wave: Tensor, texts: list[str]) -> tuple[Tensor, Tensor]:
+        return self.encode_audio(wave), self.encode_text(texts)

@@ -1,0 +1,1 @@
+"""Results on disk: atomic files, tables, plots, cost meters."""

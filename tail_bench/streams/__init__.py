@@ -1,0 +1,1 @@
+"""Benchmark streams: the generated tail-synth stream and the real TAIL stream."""

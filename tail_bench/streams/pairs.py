@@ -1,0 +1,73 @@
+"""PairSet: one split of one text-audio data set, and its Avalanche view.
+
+Rows are (clip, caption) pairs; a clip with five captions is five rows. The evaluator needs
+the clip behind each caption, so every row carries `clip_index`, `caption` and
+`dataset_name` as Avalanche data attributes (they survive subset and concat).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+@dataclass
+class PairSet:
+    dataset: str
+    split: str
+    clips: Sequence[np.ndarray] | np.ndarray  # indexable: clip index -> float32 waveform
+    clip_ids: list[str]
+    captions: list[str]
+    caption_clip: list[int]  # caption row -> clip index
+    sample_rate: int
+
+    def __post_init__(self) -> None:
+        if len(self.captions) != len(self.caption_clip):
+            raise ValueError(f"{self.dataset}/{self.split}: {len(self.captions)} captions but "
+                             f"{len(self.caption_clip)} caption->clip links")
+        if len(self.clips) != len(self.clip_ids):
+            raise ValueError(f"{self.dataset}/{self.split}: {len(self.clips)} clips but "
+                             f"{len(self.clip_ids)} clip ids")
+        bad = [i for i, c in enumerate(self.caption_clip) if not 0 <= c < len(self.clip_ids)]
+        if bad:
+            raise ValueError(f"{self.dataset}/{self.split}: caption row {bad[0]} points to clip "
+                             f"{self.caption_clip[bad[0]]}, expected 0..{len(self.clip_ids) - 1}")
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def describe(self) -> dict[str, Any]:
+        return {"clips": len(self.clip_ids), "captions": len(self.captions)}
+
+    def to_avalanche(self):
+        from avalanche.benchmarks.utils import AvalancheDataset, DataAttribute
+
+        n = len(self.captions)
+        return AvalancheDataset([_PairRows(self)], data_attributes=[
+            DataAttribute(list(self.caption_clip), "clip_index"),
+            DataAttribute(list(self.captions), "caption"),
+            DataAttribute([self.dataset] * n, "dataset_name"),
+        ])
+
+
+class _PairRows(Dataset):
+    def __init__(self, pairs: PairSet) -> None:
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
+        clip = self.pairs.clips[self.pairs.caption_clip[i]]
+        return torch.as_tensor(np.asarray(clip, dtype=np.float32)), self.pairs.captions[i]
+
+
+def collate_pairs(batch: list[tuple[torch.Tensor, str]]) -> tuple[torch.Tensor, list[str]]:
+    """Stack equal-length clips; captions stay strings (the model tokenizes them)."""
+    waves, texts = zip(*batch, strict=True)
+    return torch.stack(list(waves)), list(texts)

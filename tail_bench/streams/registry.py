@@ -1,0 +1,43 @@
+"""Named benchmarks: one builder per name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tail_bench.presets import Preset
+from tail_bench.streams.stream import Stream, reorder
+
+BENCHMARKS = {
+    "tail-synth": "generated 4-domain stand-in for TAIL (no files needed; --length extends it)",
+    "tail": "the real TAIL stream: AudioCaps -> Clotho -> BBC Sound Effects -> AudioSet "
+            "(needs --data-root)",
+}
+
+
+def build_stream(name: str, *, preset: Preset, seed: int = 0, order: list[str] | None = None,
+                 length: int | None = None, data_root: Path | None = None,
+                 clip_seconds: float = 2.0, sample_rate: int = 16_000) -> Stream:
+    if name == "tail-synth":
+        from tail_bench.streams import synth
+
+        domains = synth.stream_domains(length or 4, seed=seed)
+        sizes = [preset.train_clips[i % len(preset.train_clips)] for i in range(len(domains))]
+
+        def split(part: str, n_eval: int) -> list:
+            return [synth.generate(d, part, k if part == "train" else n_eval,
+                                   seconds=clip_seconds, seed=seed)
+                    for d, k in zip(domains, sizes, strict=True)]
+
+        stream = Stream(name, split("train", 0), split("val", preset.val_clips),
+                        split("test", preset.test_clips))
+        return reorder(stream, order)
+    if name == "tail":
+        if data_root is None:
+            raise ValueError("--benchmark tail needs --data-root DIR (see docs/datasets.md)")
+        if length is not None:
+            raise ValueError("--length applies to tail-synth; use --order to shorten tail")
+        from tail_bench.streams.tail import build_tail
+
+        return reorder(build_tail(Path(data_root), sample_rate=sample_rate,
+                                  clip_seconds=clip_seconds), order)
+    raise KeyError(f"unknown benchmark {name!r}: expected one of {sorted(BENCHMARKS)}")

@@ -1,0 +1,60 @@
+"""A stream of text-audio data sets, and its Avalanche benchmarks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tail_bench.streams.pairs import PairSet
+
+
+@dataclass
+class Stream:
+    name: str
+    train: list[PairSet]
+    val: list[PairSet]
+    test: list[PairSet]
+    notes: dict[str, Any] = field(default_factory=dict)  # e.g. removed overlap, skipped items
+
+    @property
+    def datasets(self) -> list[str]:
+        return [p.dataset for p in self.train]
+
+    def benchmark(self):
+        """One experience per data set, in stream order (Avalanche CLScenario)."""
+        from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
+
+        return benchmark_from_datasets(train=[p.to_avalanche() for p in self.train],
+                                       test=[p.to_avalanche() for p in self.test])
+
+    def joint_benchmark(self):
+        """The Joint reference: a single experience holding every step's training data."""
+        from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
+
+        union = self.train[0].to_avalanche()
+        for p in self.train[1:]:
+            union = union.concat(p.to_avalanche())
+        return benchmark_from_datasets(train=[union],
+                                       test=[p.to_avalanche() for p in self.test])
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "datasets": self.datasets,
+            "splits": {p.dataset: {s: q.describe() for s, q in
+                                   (("train", p), ("val", v), ("test", t))}
+                       for p, v, t in zip(self.train, self.val, self.test, strict=True)},
+            "notes": self.notes,
+        }
+
+
+def reorder(stream: Stream, order: list[str] | None) -> Stream:
+    """Keep the data sets named in `order`, in that order (a permutation or a subset)."""
+    if not order:
+        return stream
+    names = stream.datasets
+    unknown = [o for o in order if o not in names]
+    if unknown or len(set(order)) != len(order):
+        raise ValueError(f"--order {','.join(order)}: expected distinct names from {names}")
+    idx = [names.index(o) for o in order]
+    return Stream(stream.name, [stream.train[i] for i in idx], [stream.val[i] for i in idx],
+                  [stream.test[i] for i in idx], stream.notes)

@@ -1,0 +1,1 @@
+"""Training: the retrieval template, losses, the strategy base and its registry."""

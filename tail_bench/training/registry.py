@@ -1,0 +1,57 @@
+"""Find strategies: modules in `strategies/`, the `tail_bench.strategies` entry-point group,
+and `--plugin module:Class`. Adding a strategy never edits the suite."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from importlib.metadata import entry_points
+
+from tail_bench.training.strategy import Strategy
+
+
+def _add(found: dict[str, type[Strategy]], cls: object, origin: str) -> None:
+    if not (inspect.isclass(cls) and issubclass(cls, Strategy) and cls.name):
+        raise TypeError(f"{origin}: expected a Strategy subclass with a `name`, got {cls!r}")
+    other = found.get(cls.name)
+    if other is not None and other is not cls:
+        raise ValueError(f"strategy name {cls.name!r} is defined twice: "
+                         f"{other.__module__}.{other.__qualname__} and {origin}")
+    found[cls.name] = cls
+
+
+def load_plugin(spec: str) -> type[Strategy]:
+    module, sep, attr = spec.partition(":")
+    if not sep or not module or not attr:
+        raise ValueError(f"--plugin {spec!r}: expected module:Class, e.g. my_pkg.mine:MyStrategy")
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"--plugin {spec!r}: cannot import ({err})") from err
+    found: dict[str, type[Strategy]] = {}
+    _add(found, obj, f"--plugin {spec}")
+    return obj
+
+
+def available_strategies(plugins: tuple[str, ...] | list[str] = ()) -> dict[str, type[Strategy]]:
+    import strategies as package
+
+    found: dict[str, type[Strategy]] = {}
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, Strategy) and cls.name and cls.__module__ == module.__name__:
+                _add(found, cls, f"{module.__name__}.{cls.__qualname__}")
+    for ep in entry_points(group="tail_bench.strategies"):
+        _add(found, ep.load(), f"entry point {ep.name} ({ep.value})")
+    for spec in plugins:
+        _add(found, load_plugin(spec), f"--plugin {spec}")
+    return found
+
+
+def get_strategy(name: str, plugins: tuple[str, ...] | list[str] = ()) -> type[Strategy]:
+    found = available_strategies(plugins)
+    if name not in found:
+        raise KeyError(f"unknown strategy {name!r}: expected one of {sorted(found)}")
+    return found[name]

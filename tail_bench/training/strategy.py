@@ -1,0 +1,67 @@
+"""The strategy contract: a continual-learning method is an Avalanche plugin.
+
+A strategy declares what it trains (`setup` freezes or adds modules, `trainable_parameters`
+lists them), adds loss terms in `before_backward` and keeps state across steps in
+`before_/after_training_exp`, like any Avalanche plugin. The training loop is shared
+(`RetrievalTemplate`); a strategy never copies it. Options are a dataclass so that
+`--opt NAME.KEY=VALUE` is typed and checked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+from avalanche.core import SupervisedPlugin
+from torch import nn
+
+from tail_bench.models.dual import DualEncoder
+
+
+@dataclasses.dataclass
+class NoOptions:
+    pass
+
+
+class Strategy(SupervisedPlugin):
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    trains: ClassVar[bool] = True  # False: reference row evaluated before any step only
+    joint: ClassVar[bool] = False  # True: one step on the union of every step's data
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, *, options: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.options = parse_options(self.Options, options or {}, owner=self.name)
+
+    def setup(self, model: DualEncoder) -> None:
+        """Prepare the model once, before step 1. Default: every backbone weight trains."""
+        for p in model.parameters():
+            p.requires_grad_(True)
+
+    def trainable_parameters(self, model: DualEncoder) -> list[nn.Parameter]:
+        return [p for p in model.parameters() if p.requires_grad]
+
+    def report(self) -> dict[str, Any]:
+        """Extra per-run results for the run file (e.g. prompt-usage histograms)."""
+        return {}
+
+
+def parse_options(cls: type, raw: dict[str, Any], *, owner: str) -> Any:
+    """Build an options dataclass from strings or values; unknown keys are an error."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in fields:
+            raise ValueError(f"--opt {owner}.{key}: unknown option; {owner} takes "
+                             f"{sorted(fields) or 'no options'}")
+        default = fields[key].default
+        if isinstance(value, str) and not isinstance(default, str):
+            try:
+                value = (value.lower() in ("1", "true", "yes", "on")) if isinstance(
+                    default, bool) else type(default)(value)
+            except ValueError as err:
+                raise ValueError(f"--opt {owner}.{key}={value}: expected a "
+                                 f"{type(default).__name__}") from err
+        values[key] = value
+    return cls(**values)

@@ -1,0 +1,65 @@
+"""RetrievalTemplate: Avalanche's SupervisedTemplate taught (audio, caption) batches.
+
+Overrides what assumes classification (unpack, forward, criterion), the train loader
+(Avalanche drops the collate function for experiences without task labels) and the
+optimizer (built from the strategy's trainable parameters only, fresh AdamW per step, so a
+frozen teacher or frozen tower can never start training).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import torch
+from avalanche.core import SupervisedPlugin
+from avalanche.training.plugins import EvaluationPlugin
+from avalanche.training.templates import SupervisedTemplate
+from torch.utils.data import DataLoader
+
+from tail_bench.models.dual import DualEncoder
+from tail_bench.streams.pairs import collate_pairs
+from tail_bench.training.losses import info_nce
+from tail_bench.training.strategy import Strategy
+
+
+class RetrievalTemplate(SupervisedTemplate):
+    def __init__(self, *, model: DualEncoder, strategy: Strategy, lr: float,
+                 weight_decay: float = 0.01, train_mb_size: int = 64, train_epochs: int = 1,
+                 device: torch.device | str = "cpu", seed: int = 0,
+                 plugins: Sequence[SupervisedPlugin] = ()) -> None:
+        self.method = strategy
+        self.lr, self.weight_decay, self.seed = lr, weight_decay, seed
+        with warnings.catch_warnings():  # "no loggers": scoring is the shared evaluator's job
+            warnings.simplefilter("ignore", UserWarning)
+            evaluator = EvaluationPlugin(loggers=[])
+        super().__init__(model=model, optimizer=self._new_optimizer(model),
+                         train_mb_size=train_mb_size, train_epochs=train_epochs,
+                         eval_mb_size=train_mb_size, device=device,
+                         plugins=[strategy, *plugins], evaluator=evaluator)
+
+    def _new_optimizer(self, model: DualEncoder) -> torch.optim.Optimizer:
+        params = self.method.trainable_parameters(model)
+        if not params:
+            raise ValueError(f"strategy {self.method.name!r} declares no trainable parameters")
+        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+
+    def make_optimizer(self, **kwargs) -> None:
+        self.optimizer = self._new_optimizer(self.model)
+        self.optimized_param_id = {}  # tells Avalanche the optimizer exists
+
+    def make_train_dataloader(self, shuffle: bool = True, **kwargs) -> None:
+        gen = torch.Generator().manual_seed(self.seed * 1000 + self.experience.current_experience)
+        self.dataloader = DataLoader(self.adapted_dataset, batch_size=self.train_mb_size,
+                                     shuffle=shuffle, collate_fn=collate_pairs, generator=gen)
+
+    def _unpack_minibatch(self) -> None:
+        wave, texts = self.mbatch
+        self.mbatch = (wave.to(self.device, non_blocking=True), texts)
+
+    def forward(self):
+        return self.model(*self.mbatch)
+
+    def criterion(self):
+        audio, text = self.mb_output
+        return info_nce(audio, text, self.model.logit_scale)
