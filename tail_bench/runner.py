@@ -24,10 +24,11 @@ from tail_bench.models.builder import build_backbone
 from tail_bench.presets import get_preset
 from tail_bench.reporting.cost import CostMeter
 from tail_bench.reporting.results import RunStore
-from tail_bench.streams.registry import build_stream
+from tail_bench.streams.registry import build_stream, check_stream_args
 from tail_bench.streams.stream import Stream
 from tail_bench.training.progress import ProgressBar
 from tail_bench.training.registry import available_strategies
+from tail_bench.training.strategy import parse_options
 from tail_bench.training.template import RetrievalTemplate
 
 
@@ -85,11 +86,13 @@ def method_list(strategy: str, baselines: list[str], known: dict) -> list[str]:
 def run(cfg: RunConfig) -> Path:
     known = available_strategies(cfg.plugins)
     methods = method_list(cfg.strategy, cfg.baselines, known)
-    for owner in cfg.options:
+    for owner, opts in cfg.options.items():
         if owner not in known:
             raise KeyError(f"--opt {owner}.…: no strategy {owner!r}; expected one of "
                            f"{sorted(known)}")
+        parse_options(known[owner].Options, opts, owner=owner)  # fail before any work
     preset = get_preset(cfg.preset)
+    check_stream_args(cfg.benchmark, data_root=cfg.data_root, length=cfg.length)
     epochs = cfg.epochs or preset.epochs
     lr, batch = cfg.lr or preset.lr, cfg.batch_size or preset.batch_size
     device = resolve_device(cfg.device)

@@ -14,9 +14,20 @@ BENCHMARKS = {
 }
 
 
+def check_stream_args(name: str, *, data_root: Path | None, length: int | None) -> None:
+    """Fail on bad stream options before any data is generated or any model pretrained."""
+    if name not in BENCHMARKS:
+        raise KeyError(f"unknown benchmark {name!r}: expected one of {sorted(BENCHMARKS)}")
+    if name == "tail" and data_root is None:
+        raise ValueError("--benchmark tail needs --data-root DIR (see docs/datasets.md)")
+    if name == "tail" and length is not None:
+        raise ValueError("--length applies to tail-synth; use --order to shorten tail")
+
+
 def build_stream(name: str, *, preset: Preset, seed: int = 0, order: list[str] | None = None,
                  length: int | None = None, data_root: Path | None = None,
                  clip_seconds: float = 2.0, sample_rate: int = 16_000) -> Stream:
+    check_stream_args(name, data_root=data_root, length=length)
     if name == "tail-synth":
         from tail_bench.streams import synth
 
@@ -31,13 +42,7 @@ def build_stream(name: str, *, preset: Preset, seed: int = 0, order: list[str] |
         stream = Stream(name, split("train", 0), split("val", preset.val_clips),
                         split("test", preset.test_clips))
         return reorder(stream, order)
-    if name == "tail":
-        if data_root is None:
-            raise ValueError("--benchmark tail needs --data-root DIR (see docs/datasets.md)")
-        if length is not None:
-            raise ValueError("--length applies to tail-synth; use --order to shorten tail")
-        from tail_bench.streams.tail import build_tail
+    from tail_bench.streams.tail import build_tail
 
-        return reorder(build_tail(Path(data_root), sample_rate=sample_rate,
-                                  clip_seconds=clip_seconds), order)
-    raise KeyError(f"unknown benchmark {name!r}: expected one of {sorted(BENCHMARKS)}")
+    return reorder(build_tail(Path(data_root), sample_rate=sample_rate,
+                              clip_seconds=clip_seconds), order)

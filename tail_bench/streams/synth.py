@@ -40,7 +40,8 @@ WORDS = {
             "Close to the microphone {fg} {fgv} {pitch}, {tempo}, and {bg} {bgv} far away.",
         ),
     },
-    "library": {"low": ("low",), "high": ("high",), "slow": ("slow",), "fast": ("fast",)},
+    "library": {"low": ("low",), "high": ("high",), "slow": ("slow",), "fast": ("fast",),
+                "templates": ("{family}: {label}, {pitch}, {tempo}",)},
     "pretrain": {"templates": ("the sound of {n}", "{n} {v}", "{n}", "{label}")},
 }
 
@@ -123,7 +124,8 @@ def caption(style: str, events: list[Event], arrangement: str, rng: np.random.Ge
     if style == "library":
         c, pitch, tempo = events[0]
         w = WORDS["library"]
-        return f"{c.family.capitalize()}: {c.label}, {w[pitch][0]}, {w[tempo][0]}"
+        return _pick(rng, w["templates"]).format(family=c.family.capitalize(), label=c.label,
+                                                 pitch=w[pitch][0], tempo=w[tempo][0])
     if style == "tags":
         tags = [e[0].label for e in events]
         return ", ".join(tags[i] for i in rng.permutation(len(tags)))
@@ -209,7 +211,7 @@ def lexicon() -> list[str]:
 
     def walk(x) -> None:
         if isinstance(x, str):
-            texts.append(re.sub(r"\{\w+\}", " ", x))
+            texts.append(re.sub(r"\{\w+\}", " ", x))  # template text around the slots
         elif isinstance(x, dict | tuple | list):
             for v in (x.values() if isinstance(x, dict) else x):
                 walk(v)

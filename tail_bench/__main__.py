@@ -1,0 +1,3 @@
+from tail_bench.cli import main
+
+main()

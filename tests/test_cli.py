@@ -1,0 +1,39 @@
+import subprocess
+import sys
+
+import pytest
+
+from tail_bench.cli import main
+
+
+def test_help_is_fast_and_imports_no_avalanche():
+    code = ("import sys; from tail_bench.cli import parser; parser().format_help(); "
+            "print(any(m.startswith(('avalanche', 'torch')) for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_list_names_every_strategy(capsys):
+    main(["list"])
+    out = capsys.readouterr().out
+    for name in ("finetune", "zeroshot", "joint", "tail-synth", "synth-small", "quick"):
+        assert name in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--strategy", "nope", "--preset", "quick"], "unknown strategy 'nope'"),
+    (["run", "--strategy", "finetune", "--opt", "finetune"], "expected STRATEGY.KEY=VALUE"),
+    (["run", "--strategy", "finetune", "--opt", "finetune.x=1", "--preset", "quick"],
+     "unknown option"),
+    (["run", "--strategy", "finetune", "--preset", "huge"], "unknown preset 'huge'"),
+    (["run", "--strategy", "finetune", "--preset", "quick", "--order", "clotho,nope"],
+     "--order clotho,nope"),
+    (["run", "--strategy", "finetune", "--benchmark", "tail"], "needs --data-root"),
+    (["report", "/nonexistent/run"], "no run file"),
+])
+def test_bad_input_gets_a_clear_error(argv, message, tmp_path):
+    if argv[0] == "run":
+        argv = [*argv, "--out", str(tmp_path / "out"), "--no-progress"]
+    with pytest.raises(SystemExit) as err:
+        main(argv)
+    assert message in str(err.value)
