@@ -44,7 +44,8 @@ def main() -> None:
     print(f"wall time warm (cached backbone):      {warm:.1f} s")
     for e in run["runs"]:
         c = e["cost"]
-        print(f"  {e['method']:<10} train {c['train_seconds']:.1f} s, eval {c['eval_seconds']:.1f} s,"
+        print(f"  {e['method']:<10} train {c['train_seconds']:.1f} s,"
+              f" eval {c['eval_seconds']:.1f} s,"
               f" peak {c['peak_memory_mb']:.0f} MB ({c['memory_kind']}),"
               f" trainable {c['trainable_params']:,}")
 

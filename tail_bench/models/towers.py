@@ -35,7 +35,7 @@ class LogMel(nn.Module):
 class AudioTower(nn.Module):
     def __init__(self, cfg: BackboneConfig) -> None:
         super().__init__()
-        self.width = cfg.width
+        self.width, self.depth = cfg.width, cfg.depth
         self.frontend = LogMel(cfg.sample_rate, cfg.n_mels)
         self.patch = cfg.patch_frames
         frames = int(cfg.clip_seconds * 100) + 1
@@ -72,7 +72,7 @@ class WordTokenizer:
 class TextTower(nn.Module):
     def __init__(self, cfg: BackboneConfig, vocab: list[str]) -> None:
         super().__init__()
-        self.width = cfg.width
+        self.width, self.depth = cfg.width, cfg.depth
         self.tokenizer = WordTokenizer(vocab, cfg.max_words)
         self.embed = nn.Embedding(len(self.tokenizer.vocab), cfg.width, padding_idx=0)
         self.encoder = PromptableEncoder(width=cfg.width, depth=cfg.depth, heads=cfg.heads,

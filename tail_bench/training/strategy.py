@@ -42,6 +42,10 @@ class Strategy(SupervisedPlugin):
     def trainable_parameters(self, model: DualEncoder) -> list[nn.Parameter]:
         return [p for p in model.parameters() if p.requires_grad]
 
+    def learning_rate(self, run_lr: float) -> float:
+        """The step size for this method; prompt methods usually want a larger one."""
+        return run_lr
+
     def report(self) -> dict[str, Any]:
         """Extra per-run results for the run file (e.g. prompt-usage histograms)."""
         return {}

@@ -42,7 +42,8 @@ class RetrievalTemplate(SupervisedTemplate):
         params = self.method.trainable_parameters(model)
         if not params:
             raise ValueError(f"strategy {self.method.name!r} declares no trainable parameters")
-        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        return torch.optim.AdamW(params, lr=self.method.learning_rate(self.lr),
+                                 weight_decay=self.weight_decay)
 
     def make_optimizer(self, **kwargs) -> None:
         self.optimizer = self._new_optimizer(self.model)

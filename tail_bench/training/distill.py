@@ -1,0 +1,45 @@
+"""Teacher-student strategies: keep a frozen copy of the model after each step and add a
+distillation loss on the current step's batches (the pattern of Avalanche's LwF plugin,
+with retrieval embeddings in place of class logits)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor
+
+from tail_bench.models.dual import DualEncoder
+from tail_bench.training.strategy import Strategy
+
+
+def frozen_copy(model: DualEncoder) -> DualEncoder:
+    teacher = copy.deepcopy(model).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+class DistillationStrategy(Strategy):
+    """Subclasses define `distillation_loss`; it applies from the second step on."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.teacher: DualEncoder | None = None
+        self.last_terms: dict[str, float] = {}
+
+    def distillation_loss(self, audio: Tensor, text: Tensor, t_audio: Tensor,
+                          t_text: Tensor) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def before_backward(self, strategy, **kwargs) -> None:
+        if self.teacher is None:
+            return
+        with torch.no_grad():
+            t_audio, t_text = self.teacher(*strategy.mbatch)
+        terms = self.distillation_loss(*strategy.mb_output, t_audio, t_text)
+        strategy.loss += sum(terms.values())
+        self.last_terms = {k: float(v.detach()) for k, v in terms.items()}
+
+    def after_training_exp(self, strategy, **kwargs) -> None:
+        self.teacher = frozen_copy(strategy.model)
