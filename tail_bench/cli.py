@@ -38,7 +38,7 @@ def cmd_run(a: argparse.Namespace) -> None:
                     device=a.device, out=a.out, backbone=a.backbone,
                     order=_csv(a.order) if a.order else None, length=a.length,
                     options=_options(a.opt), plugins=a.plugin, data_root=a.data_root,
-                    progress=not a.no_progress)
+                    eval_split=a.eval_split, progress=not a.no_progress)
     out = run(cfg)
     result = load_run(out)
     first = next(e for e in result["runs"] if e["method"] == a.strategy)
@@ -123,6 +123,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--plugin", action="append", default=[], metavar="MODULE:CLASS",
                    help="load a strategy class from an importable module")
     r.add_argument("--data-root", type=Path, help="tail: folder holding the four data sets")
+    r.add_argument("--eval-split", default="test", choices=["test", "val"],
+                   help="score the test splits (default) or the val splits (for tuning)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.set_defaults(func=cmd_run)
 

@@ -51,6 +51,7 @@ class RunConfig:
     options: dict[str, dict[str, str]] = field(default_factory=dict)
     plugins: list[str] = field(default_factory=list)
     data_root: Path | None = None
+    eval_split: str = "test"
     progress: bool = True
 
 
@@ -114,20 +115,23 @@ def run(cfg: RunConfig) -> Path:
         for name in methods:
             run_method(store, known[name], base=base, stream=stream, evaluator=evaluator,
                        seed=seed, epochs=epochs, lr=lr, batch=batch, device=device,
-                       options=cfg.options.get(name, {}), progress=cfg.progress)
+                       options=cfg.options.get(name, {}), eval_split=cfg.eval_split,
+                       progress=cfg.progress)
     return out
 
 
 def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: RetrievalEvaluator,
                seed: int, epochs: int, lr: float, batch: int, device: torch.device,
-               options: dict[str, Any], progress: bool) -> dict[str, Any]:
+               options: dict[str, Any], eval_split: str = "test",
+               progress: bool = True) -> dict[str, Any]:
     seed_everything(seed)
     model = copy.deepcopy(base).to(device)
     strategy = cls(options=options)
     strategy.setup(model)
-    info = {"description": cls.description, "options": asdict(strategy.options)}
+    role = "zero-shot" if not cls.trains else ("joint" if cls.joint else "continual")
+    info = {"role": role, "description": cls.description, "options": asdict(strategy.options)}
     entry = store.start(method=cls.name, seed=seed, info=info)
-    bench = stream.joint_benchmark() if cls.joint else stream.benchmark()
+    bench = stream.benchmark(joint=cls.joint, eval_split=eval_split)
     train_seconds = eval_seconds = 0.0
     with CostMeter(device) as total:
         with CostMeter(device) as ev:

@@ -55,7 +55,8 @@ def summary(entry: dict[str, Any], datasets: list[str]) -> dict[str, dict[str, A
 def comparison_table(run: dict[str, Any]) -> str:
     datasets = run["stream"]["datasets"]
     by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for e in _done(run):
+    rank = {"zero-shot": 0, "continual": 1, "joint": 2}  # the paper's row order
+    for e in sorted(_done(run), key=lambda e: rank.get(e.get("role"), 1)):
         by_method[e["method"]].append(e)
     finetune = [e["cost"]["trainable_params"] for e in by_method.get("finetune", [])
                 if "cost" in e]
@@ -114,7 +115,8 @@ def render_markdown(run: dict[str, Any]) -> str:
     stream = run["stream"]
     parts = [f"# tail-bench run: {stream['name']} ({' -> '.join(stream['datasets'])})", "",
              f"Backbone `{run['config']['backbone']}`, preset `{run['config']['preset']}`, "
-             f"device `{run['config']['device']}`.", ""]
+             f"device `{run['config']['device']}`, scored on the "
+             f"`{run['config'].get('eval_split', 'test')}` splits.", ""]
     if _done(run):
         parts += ["## Comparison (final row; mean±std over seeds)", "", comparison_table(run),
                   "", "## Cost", "", cost_table(run), "", "## Per step", ""]

@@ -20,22 +20,22 @@ class Stream:
     def datasets(self) -> list[str]:
         return [p.dataset for p in self.train]
 
-    def benchmark(self):
-        """One experience per data set, in stream order (Avalanche CLScenario)."""
+    def benchmark(self, *, joint: bool = False, eval_split: str = "test"):
+        """One experience per data set in stream order (Avalanche CLScenario); with `joint`,
+        a single experience holding every step's training data (the Joint reference).
+        `eval_split="val"` scores the validation splits: for tuning, never for reporting."""
         from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
 
-        return benchmark_from_datasets(train=[p.to_avalanche() for p in self.train],
-                                       test=[p.to_avalanche() for p in self.test])
-
-    def joint_benchmark(self):
-        """The Joint reference: a single experience holding every step's training data."""
-        from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
-
-        union = self.train[0].to_avalanche()
-        for p in self.train[1:]:
-            union = union.concat(p.to_avalanche())
-        return benchmark_from_datasets(train=[union],
-                                       test=[p.to_avalanche() for p in self.test])
+        if eval_split not in ("test", "val"):
+            raise ValueError(f"--eval-split {eval_split!r}: expected test or val")
+        train = [p.to_avalanche() for p in self.train]
+        if joint:
+            union = train[0]
+            for data in train[1:]:
+                union = union.concat(data)
+            train = [union]
+        held_out = self.test if eval_split == "test" else self.val
+        return benchmark_from_datasets(train=train, test=[p.to_avalanche() for p in held_out])
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -15,11 +15,15 @@ def info_nce(audio: Tensor, text: Tensor, logit_scale: Tensor) -> Tensor:
 
 
 def kl_distill(student: Tensor, teacher: Tensor, temperature: float, dim: int = -1) -> Tensor:
-    """KL(teacher || student) of softmax(x / T) along `dim`, batch mean, times T^2 (Hinton)."""
+    """KL(teacher || student) of softmax(x / T) along `dim`, batch mean.
+
+    No T^2 factor: it keeps gradients comparable for T > 1 (Hinton), but the temperatures
+    used on cosine similarities here are < 1, where it would shrink the term ~200x.
+    """
     log_s = F.log_softmax(student / temperature, dim=dim)
     log_t = F.log_softmax(teacher.detach() / temperature, dim=dim)
     kl = (log_t.exp() * (log_t - log_s)).sum(dim)
-    return kl.mean() * temperature**2
+    return kl.mean()
 
 
 def similarity_distillation(audio: Tensor, text: Tensor, t_audio: Tensor, t_text: Tensor,
