@@ -38,7 +38,8 @@ def cmd_run(a: argparse.Namespace) -> None:
                     device=a.device, out=a.out, backbone=a.backbone,
                     order=_csv(a.order) if a.order else None, length=a.length,
                     options=_options(a.opt), plugins=a.plugin, data_root=a.data_root,
-                    eval_split=a.eval_split, progress=not a.no_progress)
+                    eval_split=a.eval_split, on_error=a.on_error,
+                    audiocaps_patterns=a.audiocaps_pattern or None, progress=not a.no_progress)
     out = run(cfg)
     result = load_run(out)
     first = next(e for e in result["runs"] if e["method"] == a.strategy)
@@ -91,11 +92,21 @@ def cmd_report(a: argparse.Namespace) -> None:
 
 
 def cmd_prepare(a: argparse.Namespace) -> None:
-    from tail_bench.streams.tail import prepare
+    from tail_bench.streams.tail import AUDIOCAPS_PATTERNS, prepare
 
     code = prepare(a.data_root, policy=a.on_error, out=a.out, cache=a.cache,
-                   sample_rate=a.sample_rate, clip_seconds=a.clip_seconds)
+                   sample_rate=a.sample_rate, clip_seconds=a.clip_seconds,
+                   patterns=tuple(a.audiocaps_pattern or AUDIOCAPS_PATTERNS),
+                   progress=not a.no_progress)
     sys.exit(code)
+
+
+def _data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--on-error", default="fail", choices=["fail", "skip"],
+                   help="tail: stop on bad data (default), or skip and record bad items")
+    p.add_argument("--audiocaps-pattern", action="append", metavar="PATTERN",
+                   help="AudioCaps file stem, repeatable; default: Y{youtube_id}, "
+                        "{youtube_id}, {youtube_id}_{start_time} (+ .wav/.flac/.ogg)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -123,6 +134,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--plugin", action="append", default=[], metavar="MODULE:CLASS",
                    help="load a strategy class from an importable module")
     r.add_argument("--data-root", type=Path, help="tail: folder holding the four data sets")
+    _data_options(r)
     r.add_argument("--eval-split", default="test", choices=["test", "val"],
                    help="score the test splits (default) or the val splits (for tuning)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -144,12 +156,12 @@ def parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("prepare", help="validate a TAIL data root; optionally cache audio")
     pr.add_argument("--benchmark", default="tail", choices=["tail"])
     pr.add_argument("--data-root", type=Path, required=True)
-    pr.add_argument("--on-error", default="fail", choices=["fail", "skip"],
-                    help="fail (default), or skip bad items and record them in --out")
+    _data_options(pr)
     pr.add_argument("--out", type=Path, help="where the report (and skip list) is written")
     pr.add_argument("--cache", action="store_true", help="build the decoded-audio cache")
     pr.add_argument("--sample-rate", type=int, default=16_000)
     pr.add_argument("--clip-seconds", type=float, default=2.0)
+    pr.add_argument("--no-progress", action="store_true", help="no progress bars")
     pr.set_defaults(func=cmd_prepare)
     return p
 

@@ -52,6 +52,8 @@ class RunConfig:
     plugins: list[str] = field(default_factory=list)
     data_root: Path | None = None
     eval_split: str = "test"
+    on_error: str = "fail"
+    audiocaps_patterns: list[str] | None = None
     progress: bool = True
 
 
@@ -102,7 +104,8 @@ def run(cfg: RunConfig) -> Path:
     stream = build_stream(cfg.benchmark, preset=preset, seed=cfg.data_seed, order=cfg.order,
                           length=cfg.length, data_root=cfg.data_root,
                           clip_seconds=base.meta["clip_seconds"],
-                          sample_rate=base.meta["sample_rate"])
+                          sample_rate=base.meta["sample_rate"], on_error=cfg.on_error,
+                          audiocaps_patterns=cfg.audiocaps_patterns)
     out = cfg.out or Path("results/runs") / time.strftime("%Y%m%d-%H%M%S")
     config = {**asdict(cfg), "out": str(out), "data_root": cfg.data_root and str(cfg.data_root),
               "methods": methods, "epochs": epochs, "lr": lr, "batch_size": batch,

@@ -26,7 +26,8 @@ def check_stream_args(name: str, *, data_root: Path | None, length: int | None) 
 
 def build_stream(name: str, *, preset: Preset, seed: int = 0, order: list[str] | None = None,
                  length: int | None = None, data_root: Path | None = None,
-                 clip_seconds: float = 2.0, sample_rate: int = 16_000) -> Stream:
+                 clip_seconds: float = 2.0, sample_rate: int = 16_000, on_error: str = "fail",
+                 audiocaps_patterns: list[str] | None = None) -> Stream:
     check_stream_args(name, data_root=data_root, length=length)
     if name == "tail-synth":
         from tail_bench.streams import synth
@@ -42,7 +43,8 @@ def build_stream(name: str, *, preset: Preset, seed: int = 0, order: list[str] |
         stream = Stream(name, split("train", 0), split("val", preset.val_clips),
                         split("test", preset.test_clips))
         return reorder(stream, order)
-    from tail_bench.streams.tail import build_tail
+    from tail_bench.streams.tail import AUDIOCAPS_PATTERNS, build_tail
 
     return reorder(build_tail(Path(data_root), sample_rate=sample_rate,
-                              clip_seconds=clip_seconds), order)
+                              clip_seconds=clip_seconds, policy=on_error,
+                              patterns=tuple(audiocaps_patterns or AUDIOCAPS_PATTERNS)), order)

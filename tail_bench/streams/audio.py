@@ -1,0 +1,117 @@
+"""Audio files -> fixed-length mono clips, with a decoded-waveform cache.
+
+soundfile reads WAV/FLAC/OGG (torchaudio no longer does file I/O). Channels are averaged,
+the rate is resampled to the backbone's, and the clip is the first `seconds` of the file,
+zero-padded if shorter (CHOICE: the start, so the cache is deterministic).
+
+The cache is one .npy per (data set, split) plus a manifest holding the front end's
+settings and each file's size and mtime; a mismatch marks it stale and it is not used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio
+from tqdm.auto import tqdm
+
+from tail_bench.reporting.io import atomic_write_json
+
+CACHE_VERSION = 1
+
+
+class AudioError(ValueError):
+    """An audio file that cannot be decoded; the message names the file."""
+
+
+def load_clip(path: Path, *, sample_rate: int, seconds: float) -> np.ndarray:
+    n = round(seconds * sample_rate)
+    try:
+        info = sf.info(str(path))
+        frames = min(info.frames, math.ceil(seconds * info.samplerate) + 1)
+        data, rate = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        raise AudioError(f"{path}: unreadable audio ({err}); expected WAV, FLAC or OGG") from err
+    if data.size == 0:
+        raise AudioError(f"{path}: audio has no samples")
+    mono = data.mean(axis=1)
+    if rate != sample_rate:
+        mono = torchaudio.functional.resample(torch.from_numpy(mono), rate, sample_rate).numpy()
+    out = np.zeros(n, dtype=np.float32)
+    out[: min(n, len(mono))] = mono[:n]
+    return out
+
+
+def _manifest(paths: Sequence[Path], sample_rate: int, seconds: float) -> dict:
+    files = []
+    for p in paths:
+        st = Path(p).stat()
+        files.append([str(p), st.st_size, st.st_mtime_ns])
+    return {"version": CACHE_VERSION, "sample_rate": sample_rate, "seconds": seconds,
+            "crop": "start", "files": files}
+
+
+class AudioFiles:
+    """Indexable clip source over audio files; reads the cache when it is fresh."""
+
+    def __init__(self, paths: Sequence[Path], *, sample_rate: int, seconds: float,
+                 cache: Path | None = None) -> None:
+        self.paths, self.sample_rate, self.seconds = list(paths), sample_rate, seconds
+        self.cache = cache
+        self._array: np.ndarray | None = None
+        if cache is not None and self.cache_is_fresh():
+            self._array = np.load(cache.with_suffix(".npy"), mmap_mode="r")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if self._array is not None:
+            return np.asarray(self._array[i])
+        return load_clip(self.paths[i], sample_rate=self.sample_rate, seconds=self.seconds)
+
+    def cache_is_fresh(self) -> bool:
+        meta = self.cache.with_suffix(".json") if self.cache else None
+        if meta is None or not meta.exists() or not self.cache.with_suffix(".npy").exists():
+            return False
+        try:
+            return json.loads(meta.read_text()) == _manifest(self.paths, self.sample_rate,
+                                                            self.seconds)
+        except (OSError, json.JSONDecodeError):
+            return False
+
+    def build_cache(self, *, progress: bool = True, desc: str = "decode") -> list[AudioError]:
+        """Decode every file into the cache; returns the files that failed (kept as zeros)."""
+        if self.cache is None:
+            raise ValueError("no cache path was given")
+        self.cache.parent.mkdir(parents=True, exist_ok=True)
+        n = round(self.seconds * self.sample_rate)
+        tmp = self.cache.with_suffix(".tmp.npy")
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                          shape=(len(self.paths), n))
+        errors = []
+        for i, p in enumerate(tqdm(self.paths, desc=desc, disable=not progress, leave=False)):
+            try:
+                array[i] = load_clip(p, sample_rate=self.sample_rate, seconds=self.seconds)
+            except AudioError as err:
+                errors.append(err)
+        array.flush()
+        del array
+        tmp.replace(self.cache.with_suffix(".npy"))
+        atomic_write_json(self.cache.with_suffix(".json"),
+                          _manifest(self.paths, self.sample_rate, self.seconds))
+        self._array = np.load(self.cache.with_suffix(".npy"), mmap_mode="r")
+        return errors
+
+
+def cache_path(cache_dir: Path, dataset: str, split: str, sample_rate: int,
+               seconds: float) -> Path:
+    key = hashlib.sha256(f"{sample_rate}|{seconds}|{CACHE_VERSION}".encode()).hexdigest()[:8]
+    return cache_dir / f"{dataset}-{split}-{key}"
