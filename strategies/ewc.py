@@ -22,7 +22,7 @@ from tail_bench.training.strategy import Strategy
 
 @dataclass
 class EWCOptions:
-    lambda_ewc: float = 1000.0
+    lambda_ewc: float = 1.0  # best final average on the val splits of {1, 10, 100}
     decay: float = 1.0  # online EWC: weight of the older importances
     fisher_batches: int = 32  # batches used to estimate the Fisher (0: all)
 

@@ -28,13 +28,16 @@ def head(width: int, hidden: int, out: int) -> nn.Sequential:
 
 
 class DualEncoder(nn.Module):
-    def __init__(self, *, audio: nn.Module, text: nn.Module, embed_dim: int, head_hidden: int,
+    def __init__(self, *, audio: nn.Module, text: nn.Module, embed_dim: int = 512,
+                 head_hidden: int = 1024, audio_head: nn.Module | None = None,
+                 text_head: nn.Module | None = None, logit_scale: float = math.log(1 / 0.07),
                  meta: dict | None = None) -> None:
+        """New 2-layer heads unless pretrained ones are given (e.g. CLAP's projections)."""
         super().__init__()
         self.audio, self.text = audio, text
-        self.audio_head = head(audio.width, head_hidden, embed_dim)
-        self.text_head = head(text.width, head_hidden, embed_dim)
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.audio_head = audio_head or head(audio.width, head_hidden, embed_dim)
+        self.text_head = text_head or head(text.width, head_hidden, embed_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale)))
         self.prompter: nn.Module | None = None
         self.meta = dict(meta or {})  # name, sample rate, clip length: what loaders need
 

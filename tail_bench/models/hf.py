@@ -1,29 +1,54 @@
-"""Hugging Face towers read from local directories (nothing is downloaded).
+"""Hugging Face towers and backbones read from local directories (nothing is downloaded).
 
-`HFTextTower` wraps a BERT-family encoder (BERT, RoBERTa, MiniLM, CLAP's text tower) so it
-takes prompt tokens: they are inserted after the embedding layer, so every word keeps the
-position embedding it had without prompts and prompts carry none; the attention mask covers
-them, padding stays masked, and pooling is the [CLS] (first) position.
+Prompt insertion per tower:
+- `HFTextTower` (BERT, RoBERTa, MiniLM, CLAP's text tower) and `ASTAudioTower`: prompt tokens
+  go in after the embedding layer, so tokens keep their position embeddings and prompts
+  carry none; the attention mask covers them and padding stays masked.
+- `ClapAudioTower` (HTS-AT, window attention): prompts become prefix keys/values of every
+  window attention of the last stage (whose width is the tower's output width): each window
+  also attends to the prompts, projected by that layer's own frozen key/value weights.
+Weights load through `from_pretrained(local_files_only=True)` (safetensors, or torch.load
+with weights_only as transformers does).
 """
 
 from __future__ import annotations
 
+import json
+import math
+import types
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from transformers.masking_utils import create_bidirectional_mask
 
+from tail_bench.models.dual import DualEncoder
 from tail_bench.models.encoder import Prompt
+
+
+def _shallow(*prompts: Prompt) -> None:
+    if any(isinstance(p, list) for p in prompts):
+        raise ValueError("deep prompts are not supported on Hugging Face towers")
+
+
+def _features(extractor, wave: Tensor) -> dict[str, Tensor]:
+    """Run an HF feature extractor (numpy) on a batch and move the tensors back."""
+    out = extractor([w for w in wave.detach().cpu().numpy().astype(np.float32)],
+                    sampling_rate=extractor.sampling_rate, return_tensors="pt")
+    return {k: v.to(wave.device) for k, v in out.items() if isinstance(v, Tensor)}
 
 
 class HFTextTower(nn.Module):
     depth = 0  # deep prompts are implemented for the embedded towers only
 
-    def __init__(self, model: nn.Module, tokenizer, max_length: int = 64) -> None:
+    def __init__(self, model: nn.Module, tokenizer, max_length: int = 64,
+                 pool: str = "cls") -> None:
+        """pool: "cls" (the first token's last hidden state) or "pooler" (the model's own
+        pooler on it, as CLAP's text features use)."""
         super().__init__()
         self.model, self.tokenizer, self.max_length = model, tokenizer, max_length
-        self.width = model.config.hidden_size
+        self.width, self.pool = model.config.hidden_size, pool
 
     @classmethod
     def from_pretrained(cls, path: Path, max_length: int = 64) -> HFTextTower:
@@ -45,8 +70,7 @@ class HFTextTower(nn.Module):
 
     def forward(self, tokens: dict[str, Tensor], *, prefix: Prompt = None,
                 post: Prompt = None) -> Tensor:
-        if isinstance(prefix, list) or isinstance(post, list):
-            raise ValueError("deep prompts are not supported on Hugging Face text towers")
+        _shallow(prefix, post)
         ids, mask = tokens["input_ids"], tokens["attention_mask"]
         h = self.model.embeddings(input_ids=ids)
         parts, masks = [h[:, :1]], [mask[:, :1]]
@@ -60,4 +84,127 @@ class HFTextTower(nn.Module):
         hidden, full = torch.cat(parts, 1), torch.cat(masks, 1)
         attn = create_bidirectional_mask(config=self.model.config, inputs_embeds=hidden,
                                          attention_mask=full)
-        return self.model.encoder(hidden, attention_mask=attn).last_hidden_state[:, 0]
+        last = self.model.encoder(hidden, attention_mask=attn).last_hidden_state
+        return self.model.pooler(last) if self.pool == "pooler" else last[:, 0]
+
+
+class ASTAudioTower(nn.Module):
+    """Audio Spectrogram Transformer: prompts after the [CLS] and distillation tokens."""
+
+    depth = 0
+
+    def __init__(self, model: nn.Module, extractor) -> None:
+        super().__init__()
+        self.model, self.extractor = model, extractor
+        self.width = model.config.hidden_size
+
+    def forward(self, wave: Tensor, *, prefix: Prompt = None) -> Tensor:
+        _shallow(prefix)
+        h = self.model.embeddings(_features(self.extractor, wave)["input_values"])
+        if prefix is not None:
+            h = torch.cat([h[:, :2], prefix.to(h.dtype), h[:, 2:]], 1)
+        for layer in self.model.layers:
+            h = layer(h, None)
+        h = self.model.layernorm(h)
+        return (h[:, 0] + h[:, 1]) / 2
+
+
+def _prefixed_attention(self, hidden_states, attention_mask=None, output_attentions=False):
+    """ClapAudioSelfAttention.forward with `self.prefix` (B, P, C) as extra keys/values."""
+    prefix = self.prefix
+    bw, n, _ = hidden_states.shape
+    shape = (bw, n, -1, self.attention_head_size)
+    q = self.query(hidden_states).view(shape).transpose(1, 2)
+    k = self.key(hidden_states).view(shape).transpose(1, 2)
+    v = self.value(hidden_states).view(shape).transpose(1, 2)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(self.attention_head_size)
+    bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+    scores = scores + bias.view(n, n, -1).permute(2, 0, 1).unsqueeze(0)
+    if attention_mask is not None:
+        m = attention_mask.shape[0]
+        scores = (scores.view(bw // m, m, self.num_attention_heads, n, n)
+                  + attention_mask.unsqueeze(1).unsqueeze(0)).view(bw, -1, n, n)
+    windows = bw // prefix.shape[0]  # window batches are ordered sample-major
+    p_shape = (prefix.shape[0], prefix.shape[1], -1, self.attention_head_size)
+    kp = self.key(prefix).view(p_shape).transpose(1, 2).repeat_interleave(windows, 0)
+    vp = self.value(prefix).view(p_shape).transpose(1, 2).repeat_interleave(windows, 0)
+    scores = torch.cat([q @ kp.transpose(-1, -2) / math.sqrt(self.attention_head_size), scores],
+                       -1)
+    probs = self.dropout(nn.functional.softmax(scores, dim=-1))
+    context = (probs @ torch.cat([vp, v], 2)).permute(0, 2, 1, 3).reshape(bw, n, -1)
+    return (context, probs) if output_attentions else (context,)
+
+
+class ClapAudioTower(nn.Module):
+    """HTS-AT from a CLAP checkpoint, prompts as prefix keys/values of its last stage."""
+
+    depth = 0
+
+    def __init__(self, model: nn.Module, extractor) -> None:
+        super().__init__()
+        self.model, self.extractor = model, extractor
+        encoder = model.audio_encoder
+        self.width = encoder.num_features
+        self._attn = [b.attention.self for b in encoder.layers[-1].blocks]
+        for a in self._attn:
+            a.prefix = None
+            a._plain_forward = a.forward
+
+    def forward(self, wave: Tensor, *, prefix: Prompt = None) -> Tensor:
+        _shallow(prefix)
+        for a in self._attn:
+            a.prefix = prefix
+            a.forward = (types.MethodType(_prefixed_attention, a) if prefix is not None
+                         else a._plain_forward)
+        try:
+            return self.model(**_features(self.extractor, wave)).pooler_output
+        finally:
+            for a in self._attn:
+                a.prefix, a.forward = None, a._plain_forward
+
+
+def _config(path: Path) -> dict:
+    file = path / "config.json"
+    if not file.exists():
+        raise FileNotFoundError(f"{path}: no config.json; expected a Hugging Face model "
+                                "directory saved with save_pretrained")
+    return json.loads(file.read_text())
+
+
+def load_local_backbone(path: Path, *, device: torch.device) -> DualEncoder:
+    """A CLAP directory (HTS-AT + RoBERTa, with its projections), or a folder holding
+    `audio/` (an Audio Spectrogram Transformer) and `text/` (BERT-family) with new heads."""
+    from transformers import AutoFeatureExtractor, AutoModel, AutoTokenizer
+
+    path = Path(path)
+    is_pair = (path / "audio").is_dir() and (path / "text").is_dir()
+    kind = None if is_pair else _config(path).get("model_type")
+    if kind == "clap":
+        from transformers import ClapModel
+
+        clap = ClapModel.from_pretrained(path, local_files_only=True)
+        extractor = AutoFeatureExtractor.from_pretrained(path, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = DualEncoder(audio=ClapAudioTower(clap.audio_model, extractor),
+                            text=HFTextTower(clap.text_model, tokenizer, pool="pooler"),
+                            audio_head=clap.audio_projection, text_head=clap.text_projection,
+                            logit_scale=clap.logit_scale_a.item(),
+                            meta={"backbone": str(path), "sample_rate": extractor.sampling_rate,
+                                  "clip_seconds": float(extractor.nb_max_samples
+                                                        / extractor.sampling_rate)})
+    elif is_pair:
+        kind = _config(path / "audio").get("model_type")
+        if kind != "audio-spectrogram-transformer":
+            raise ValueError(f"{path / 'audio'}: model_type {kind!r}; expected "
+                             "'audio-spectrogram-transformer'")
+        audio = AutoModel.from_pretrained(path / "audio", local_files_only=True)
+        extractor = AutoFeatureExtractor.from_pretrained(path / "audio", local_files_only=True)
+        seconds = extractor.max_length * 0.01  # fbank frames of 10 ms
+        model = DualEncoder(audio=ASTAudioTower(audio, extractor),
+                            text=HFTextTower.from_pretrained(path / "text"),
+                            meta={"backbone": str(path), "sample_rate": extractor.sampling_rate,
+                                  "clip_seconds": seconds})
+    else:
+        raise ValueError(f"{path}: model_type {kind!r}; expected a CLAP checkpoint directory "
+                         "(model_type 'clap') or a folder with audio/ and text/ subfolders")
+    return model.to(device).eval()

@@ -42,6 +42,9 @@ def build_stream(name: str, *, preset: Preset, seed: int = 0, order: list[str] |
 
         stream = Stream(name, split("train", 0), split("val", preset.val_clips),
                         split("test", preset.test_clips))
+        if sample_rate != synth.SAMPLE_RATE:  # a backbone with another rate (e.g. CLAP 48 kHz)
+            for part in (stream.train, stream.val, stream.test):
+                part[:] = [synth.resampled(p, sample_rate) for p in part]
         return reorder(stream, order)
     from tail_bench.streams.tail import AUDIOCAPS_PATTERNS, build_tail
 

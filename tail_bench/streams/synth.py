@@ -193,6 +193,16 @@ def generate(domain: Domain, split: str, n_clips: int, *, seconds: float, seed: 
                    captions=captions, caption_clip=owners, sample_rate=SAMPLE_RATE)
 
 
+def resampled(pairs: PairSet, sample_rate: int) -> PairSet:
+    """The same split at another sample rate (for backbones that do not run at 16 kHz)."""
+    import torch
+    import torchaudio
+
+    clips = torchaudio.functional.resample(torch.from_numpy(np.asarray(pairs.clips)),
+                                           pairs.sample_rate, sample_rate).numpy()
+    return replace(pairs, clips=clips, sample_rate=sample_rate)
+
+
 PRETRAIN_DOMAIN = Domain("pretrain", "pretraining corpus",
                          tuple(k for k, c in CONCEPTS.items() if c.pretrain),
                          "pretrain", (1, 1), (1, 1), 0.03, None, 0.0)
