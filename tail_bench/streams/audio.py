@@ -74,7 +74,7 @@ class AudioFiles:
 
     def __getitem__(self, i: int) -> np.ndarray:
         if self._array is not None:
-            return np.asarray(self._array[i])
+            return np.array(self._array[i])  # a copy: the read happens here, not later
         return load_clip(self.paths[i], sample_rate=self.sample_rate, seconds=self.seconds)
 
     def cache_is_fresh(self) -> bool:

@@ -1,0 +1,63 @@
+"""Decode vs cached read of 1,000 clips (the `tail-bench prepare --cache` trade-off).
+
+Writes N clips as 44.1 kHz stereo files (WAV or FLAC) of `--file-seconds`, then times
+(1) decoding them to mono 16 kHz clips of `--seconds` (soundfile + resample, what an epoch
+costs without the cache), (2) building the cache, (3) reading every clip from the cache.
+
+    python benchmarks/audio_cache.py --clips 1000 --seconds 10 --format flac
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from tail_bench.streams.audio import AudioFiles
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--clips", type=int, default=1000)
+    p.add_argument("--seconds", type=float, default=10.0, help="clip length the model reads")
+    p.add_argument("--file-seconds", type=float, default=15.0, help="length of each file")
+    p.add_argument("--format", default="wav", choices=["wav", "flac"])
+    a = p.parse_args()
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        n = int(44_100 * a.file_seconds)
+        for i in range(a.clips):
+            path = Path(tmp) / f"clip {i}.{a.format}"
+            sf.write(path, (0.1 * rng.standard_normal((n, 2))).astype(np.float32), 44_100)
+            paths.append(path)
+        src = AudioFiles(paths, sample_rate=16_000, seconds=a.seconds,
+                         cache=Path(tmp) / "cache" / "bench")
+        start = time.perf_counter()
+        for i in range(len(src)):
+            src[i]
+        decode = time.perf_counter() - start
+        start = time.perf_counter()
+        src.build_cache(progress=False)
+        build = time.perf_counter() - start
+        cached = AudioFiles(paths, sample_rate=16_000, seconds=a.seconds,
+                            cache=Path(tmp) / "cache" / "bench")
+        start = time.perf_counter()
+        for i in range(len(cached)):
+            cached[i]
+        read = time.perf_counter() - start
+    print(f"{a.clips} clips, {a.format} 44.1 kHz stereo {a.file_seconds:g} s -> "
+          f"mono 16 kHz {a.seconds:g} s")
+    per = 1000 / a.clips
+    print(f"  decode (every epoch without cache): {decode:7.2f} s  ({per * decode:.2f} ms/clip)")
+    print(f"  build cache (once):                 {build:7.2f} s")
+    print(f"  read from cache:                    {read:7.2f} s  ({per * read:.3f} ms/clip)")
+    print(f"  speed-up per epoch: {decode / read:.0f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Trainable parameters of every strategy, on the embedded backbone and on real-sized ones
+counted from configs alone (meta device: no weights, no memory). Prints a table.
+
+    python benchmarks/param_share.py
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import BertConfig, BertModel, ClapAudioConfig, ClapAudioModel
+
+from tail_bench.models.builder import build_backbone
+from tail_bench.models.dual import DualEncoder
+from tail_bench.models.hf import ClapAudioTower, HFTextTower
+from tail_bench.training.registry import available_strategies
+
+
+def htsat_bert_base(embed_dim: int) -> DualEncoder:
+    """HTS-AT (CLAP's audio tower defaults) + BERT-base, 2-layer heads with 1024 hidden."""
+    with torch.device("meta"):
+        audio = ClapAudioTower(ClapAudioModel(ClapAudioConfig()), extractor=None)
+        text = HFTextTower(BertModel(BertConfig()), tokenizer=None)
+        return DualEncoder(audio=audio, text=text, embed_dim=embed_dim, head_hidden=1024)
+
+
+def count(model_factory) -> dict[str, int]:
+    out = {}
+    for name, cls in available_strategies().items():
+        if not cls.trains:
+            continue
+        model = model_factory()
+        strategy = cls()
+        strategy.setup(model)
+        out[name] = sum(p.numel() for p in strategy.trainable_parameters(model))
+    return out
+
+
+def main() -> None:
+    backbones = {
+        "synth-small (embedded)": lambda: build_backbone("synth-small", progress=False),
+        "HTS-AT + BERT-base, heads 1024-1024": lambda: htsat_bert_base(1024),
+        "HTS-AT + BERT-base, heads 1024-512": lambda: htsat_bert_base(512),
+    }
+    for label, factory in backbones.items():
+        counts = count(factory)
+        full = counts["finetune"]
+        print(f"{label}: Finetune trains {full:,}")
+        for name, n in counts.items():
+            print(f"  {name:<10} {n:>13,}  {100 * n / full:6.2f}% of Finetune")
+
+
+if __name__ == "__main__":
+    main()
