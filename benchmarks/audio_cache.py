@@ -20,6 +20,13 @@ import soundfile as sf
 from tail_bench.streams.audio import AudioFiles
 
 
+def read_all(src: AudioFiles) -> float:
+    start = time.perf_counter()
+    for i in range(len(src)):
+        src[i]
+    return time.perf_counter() - start
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--clips", type=int, default=1000)
@@ -37,19 +44,13 @@ def main() -> None:
             paths.append(path)
         src = AudioFiles(paths, sample_rate=16_000, seconds=a.seconds,
                          cache=Path(tmp) / "cache" / "bench")
-        start = time.perf_counter()
-        for i in range(len(src)):
-            src[i]
-        decode = time.perf_counter() - start
+        decode = read_all(src)
         start = time.perf_counter()
         src.build_cache(progress=False)
         build = time.perf_counter() - start
         cached = AudioFiles(paths, sample_rate=16_000, seconds=a.seconds,
                             cache=Path(tmp) / "cache" / "bench")
-        start = time.perf_counter()
-        for i in range(len(cached)):
-            cached[i]
-        read = time.perf_counter() - start
+        read = read_all(cached)
     print(f"{a.clips} clips, {a.format} 44.1 kHz stereo {a.file_seconds:g} s -> "
           f"mono 16 kHz {a.seconds:g} s")
     per = 1000 / a.clips

@@ -95,7 +95,8 @@ def run(cfg: RunConfig) -> Path:
                            f"{sorted(known)}")
         parse_options(known[owner].Options, opts, owner=owner)  # fail before any work
     preset = get_preset(cfg.preset)
-    check_stream_args(cfg.benchmark, data_root=cfg.data_root, length=cfg.length)
+    check_stream_args(cfg.benchmark, data_root=cfg.data_root, length=cfg.length,
+                      order=cfg.order)
     epochs = cfg.epochs or preset.epochs
     lr, batch = cfg.lr or preset.lr, cfg.batch_size or preset.batch_size
     device = resolve_device(cfg.device)

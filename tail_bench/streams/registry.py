@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tail_bench.presets import Preset
-from tail_bench.streams.stream import Stream, reorder
+from tail_bench.streams.stream import Stream, check_order, reorder
 
 BENCHMARKS = {
     "tail-synth": "generated 4-domain stand-in for TAIL (no files needed; --length extends it)",
@@ -14,7 +14,8 @@ BENCHMARKS = {
 }
 
 
-def check_stream_args(name: str, *, data_root: Path | None, length: int | None) -> None:
+def check_stream_args(name: str, *, data_root: Path | None, length: int | None,
+                      order: list[str] | None = None) -> None:
     """Fail on bad stream options before any data is generated or any model pretrained."""
     if name not in BENCHMARKS:
         raise KeyError(f"unknown benchmark {name!r}: expected one of {sorted(BENCHMARKS)}")
@@ -22,13 +23,21 @@ def check_stream_args(name: str, *, data_root: Path | None, length: int | None) 
         raise ValueError("--benchmark tail needs --data-root DIR (see docs/datasets.md)")
     if name == "tail" and length is not None:
         raise ValueError("--length applies to tail-synth; use --order to shorten tail")
+    if order and name == "tail-synth":
+        from tail_bench.streams import synth
+
+        check_order(order, [d.key for d in synth.stream_domains(length or 4)])
+    elif order:
+        from tail_bench.streams.tail import DATASETS
+
+        check_order(order, list(DATASETS))
 
 
 def build_stream(name: str, *, preset: Preset, seed: int = 0, order: list[str] | None = None,
                  length: int | None = None, data_root: Path | None = None,
                  clip_seconds: float = 2.0, sample_rate: int = 16_000, on_error: str = "fail",
                  audiocaps_patterns: list[str] | None = None) -> Stream:
-    check_stream_args(name, data_root=data_root, length=length)
+    check_stream_args(name, data_root=data_root, length=length, order=order)
     if name == "tail-synth":
         from tail_bench.streams import synth
 

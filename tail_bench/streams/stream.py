@@ -47,14 +47,17 @@ class Stream:
         }
 
 
+def check_order(order: list[str], names: list[str]) -> None:
+    if any(o not in names for o in order) or len(set(order)) != len(order):
+        raise ValueError(f"--order {','.join(order)}: expected distinct names from {names}")
+
+
 def reorder(stream: Stream, order: list[str] | None) -> Stream:
     """Keep the data sets named in `order`, in that order (a permutation or a subset)."""
     if not order:
         return stream
     names = stream.datasets
-    unknown = [o for o in order if o not in names]
-    if unknown or len(set(order)) != len(order):
-        raise ValueError(f"--order {','.join(order)}: expected distinct names from {names}")
+    check_order(order, names)
     idx = [names.index(o) for o in order]
     return Stream(stream.name, [stream.train[i] for i in idx], [stream.val[i] for i in idx],
                   [stream.test[i] for i in idx], stream.notes)

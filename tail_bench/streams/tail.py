@@ -29,6 +29,7 @@ CLOTHO_SPLITS = {"train": "development", "val": "validation", "test": "evaluatio
 WAVCAPS = {"bbc": "BBC_Sound_Effects/bbc_final.json", "audioset": "AudioSet_SL/as_final.json"}
 WAVCAPS_AUDIO = {"bbc": "BBC_Sound_Effects", "audioset": "AudioSet_SL"}
 SPLITS = ("train", "val", "test")
+DATASETS = ("audiocaps", "clotho", "bbc", "audioset")  # the stream's order
 
 
 class DataError(ValueError):
@@ -207,6 +208,7 @@ def read_all(root: Path, *, patterns=AUDIOCAPS_PATTERNS) -> tuple[dict[str, dict
     data = {"audiocaps": {s: read_audiocaps(root, s, patterns) for s in SPLITS},
             "clotho": {s: read_clotho(root, s) for s in SPLITS},
             "bbc": read_wavcaps(root, "bbc"), "audioset": read_wavcaps(root, "audioset")}
+    assert tuple(data) == DATASETS
     held_out = {c.clip_id.rsplit("_", 1)[0] for s in ("val", "test")
                 for c in data["audiocaps"][s].clips}
     train = data["audioset"]["train"]
