@@ -39,7 +39,8 @@ def cmd_run(a: argparse.Namespace) -> None:
                     order=_csv(a.order) if a.order else None, length=a.length,
                     options=_options(a.opt), plugins=a.plugin, data_root=a.data_root,
                     eval_split=a.eval_split, on_error=a.on_error,
-                    audiocaps_patterns=a.audiocaps_pattern or None, progress=not a.no_progress)
+                    audiocaps_patterns=a.audiocaps_pattern or None, workers=a.workers,
+                    progress=not a.no_progress)
     out = run(cfg)
     result = load_run(out)
     first = next(e for e in result["runs"] if e["method"] == a.strategy)
@@ -125,6 +126,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=int, nargs="+", help="several seeds: mean ± std")
     r.add_argument("--data-seed", type=int, default=0, help="seed of the generated stream")
     r.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    r.add_argument("--workers", type=int, default=0,
+                   help="data-loading processes (decode real audio off the main process)")
     r.add_argument("--out", type=Path, help="run directory (default results/runs/<time>)")
     r.add_argument("--backbone", help="backbone name or local checkpoint directory")
     r.add_argument("--order", help="comma list of data sets: the stream's order (or subset)")

@@ -54,6 +54,7 @@ class RunConfig:
     eval_split: str = "test"
     on_error: str = "fail"
     audiocaps_patterns: list[str] | None = None
+    workers: int = 0
     progress: bool = True
 
 
@@ -114,19 +115,20 @@ def run(cfg: RunConfig) -> Path:
     store = RunStore(out, {"suite": f"tail-bench {tail_bench.__version__}",
                            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                            "command": sys.argv, "config": config, "stream": stream.describe()})
-    evaluator = RetrievalEvaluator(batch_size=max(batch, 64), progress=cfg.progress)
+    evaluator = RetrievalEvaluator(batch_size=max(batch, 64), num_workers=cfg.workers,
+                                   progress=cfg.progress)
     for seed in cfg.seeds:
         for name in methods:
             run_method(store, known[name], base=base, stream=stream, evaluator=evaluator,
                        seed=seed, epochs=epochs, lr=lr, batch=batch, device=device,
                        options=cfg.options.get(name, {}), eval_split=cfg.eval_split,
-                       progress=cfg.progress)
+                       workers=cfg.workers, progress=cfg.progress)
     return out
 
 
 def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: RetrievalEvaluator,
                seed: int, epochs: int, lr: float, batch: int, device: torch.device,
-               options: dict[str, Any], eval_split: str = "test",
+               options: dict[str, Any], eval_split: str = "test", workers: int = 0,
                progress: bool = True) -> dict[str, Any]:
     seed_everything(seed)
     model = copy.deepcopy(base).to(device)
@@ -146,7 +148,7 @@ def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: Retriev
         if cls.trains:
             template = RetrievalTemplate(
                 model=model, strategy=strategy, lr=lr, train_mb_size=batch,
-                train_epochs=epochs, device=device, seed=seed,
+                train_epochs=epochs, device=device, seed=seed, num_workers=workers,
                 plugins=[ProgressBar(label=cls.name, enabled=progress)])
             for i, exp in enumerate(bench.train_stream, 1):
                 with CostMeter(device) as tr:

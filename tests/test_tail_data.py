@@ -108,7 +108,8 @@ def test_cache_matches_decoding_and_goes_stale(tmp_path, clean_root):
 def test_run_on_the_real_formats(clean_root, tmp_path, _cache):
     out = tmp_path / "run"
     main(["run", "--benchmark", "tail", "--data-root", str(clean_root), "--strategy", "ptat",
-          "--preset", "quick", "--epochs", "1", "--out", str(out), "--no-progress"])
+          "--preset", "quick", "--epochs", "1", "--workers", "1", "--out", str(out),
+          "--no-progress"])
     run = json.loads((out / "run.json").read_text())
     assert run["stream"]["datasets"] == ["audiocaps", "clotho", "bbc", "audioset"]
     assert run["stream"]["splits"]["audiocaps"]["test"] == {"clips": 6, "captions": 30}

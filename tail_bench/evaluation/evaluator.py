@@ -18,9 +18,10 @@ Scores = dict[str, dict[str, dict[str, float]]]  # dataset -> direction -> metri
 
 
 class RetrievalEvaluator:
-    def __init__(self, *, batch_size: int = 128, chunk: int = 1024,
+    def __init__(self, *, batch_size: int = 128, chunk: int = 1024, num_workers: int = 0,
                  progress: bool = True) -> None:
         self.batch_size, self.chunk, self.progress = batch_size, chunk, progress
+        self.num_workers = num_workers
 
     @torch.no_grad()
     def embed(self, model: DualEncoder, dataset) -> tuple[torch.Tensor, torch.Tensor,
@@ -34,7 +35,8 @@ class RetrievalEvaluator:
         position = {c: i for i, c in enumerate(clips)}
         name = dataset.dataset_name[0]
         loader = DataLoader(dataset.subset([first[c] for c in clips]),
-                            batch_size=self.batch_size, collate_fn=collate_pairs)
+                            batch_size=self.batch_size, collate_fn=collate_pairs,
+                            num_workers=self.num_workers)
         audio = [model.encode_audio(w.to(model.device)) for w, _ in
                  tqdm(loader, desc=f"eval {name} audio", leave=False, disable=not self.progress)]
         captions = list(dataset.caption)

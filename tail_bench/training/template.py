@@ -26,9 +26,9 @@ from tail_bench.training.strategy import Strategy
 class RetrievalTemplate(SupervisedTemplate):
     def __init__(self, *, model: DualEncoder, strategy: Strategy, lr: float,
                  weight_decay: float = 0.01, train_mb_size: int = 64, train_epochs: int = 1,
-                 device: torch.device | str = "cpu", seed: int = 0,
+                 device: torch.device | str = "cpu", seed: int = 0, num_workers: int = 0,
                  plugins: Sequence[SupervisedPlugin] = ()) -> None:
-        self.method = strategy
+        self.method, self.num_workers = strategy, num_workers
         self.lr, self.weight_decay, self.seed = lr, weight_decay, seed
         with warnings.catch_warnings():  # "no loggers": scoring is the shared evaluator's job
             warnings.simplefilter("ignore", UserWarning)
@@ -52,7 +52,8 @@ class RetrievalTemplate(SupervisedTemplate):
     def make_train_dataloader(self, shuffle: bool = True, **kwargs) -> None:
         gen = torch.Generator().manual_seed(self.seed * 1000 + self.experience.current_experience)
         self.dataloader = DataLoader(self.adapted_dataset, batch_size=self.train_mb_size,
-                                     shuffle=shuffle, collate_fn=collate_pairs, generator=gen)
+                                     shuffle=shuffle, collate_fn=collate_pairs, generator=gen,
+                                     num_workers=self.num_workers)
 
     def _unpack_minibatch(self) -> None:
         wave, texts = self.mbatch
