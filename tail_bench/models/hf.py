@@ -58,7 +58,7 @@ class HFTextTower(nn.Module):
         if not (path / "config.json").exists():
             raise FileNotFoundError(f"{path}: expected a Hugging Face model directory with "
                                     "config.json, tokenizer files and weights")
-        model = AutoModel.from_pretrained(path, local_files_only=True, use_safetensors=None)
+        model = AutoModel.from_pretrained(path, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         return cls(model, tokenizer, max_length)
 
@@ -112,12 +112,15 @@ class ASTAudioTower(nn.Module):
 def _prefixed_attention(self, hidden_states, attention_mask=None, output_attentions=False):
     """ClapAudioSelfAttention.forward with `self.prefix` (B, P, C) as extra keys/values."""
     prefix = self.prefix
+    if prefix is None:
+        return self._plain_forward(hidden_states, attention_mask, output_attentions)
     bw, n, _ = hidden_states.shape
+    scale = math.sqrt(self.attention_head_size)
     shape = (bw, n, -1, self.attention_head_size)
     q = self.query(hidden_states).view(shape).transpose(1, 2)
     k = self.key(hidden_states).view(shape).transpose(1, 2)
     v = self.value(hidden_states).view(shape).transpose(1, 2)
-    scores = q @ k.transpose(-1, -2) / math.sqrt(self.attention_head_size)
+    scores = q @ k.transpose(-1, -2) / scale
     bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
     scores = scores + bias.view(n, n, -1).permute(2, 0, 1).unsqueeze(0)
     if attention_mask is not None:
@@ -128,8 +131,7 @@ def _prefixed_attention(self, hidden_states, attention_mask=None, output_attenti
     p_shape = (prefix.shape[0], prefix.shape[1], -1, self.attention_head_size)
     kp = self.key(prefix).view(p_shape).transpose(1, 2).repeat_interleave(windows, 0)
     vp = self.value(prefix).view(p_shape).transpose(1, 2).repeat_interleave(windows, 0)
-    scores = torch.cat([q @ kp.transpose(-1, -2) / math.sqrt(self.attention_head_size), scores],
-                       -1)
+    scores = torch.cat([q @ kp.transpose(-1, -2) / scale, scores], -1)
     probs = self.dropout(nn.functional.softmax(scores, dim=-1))
     context = (probs @ torch.cat([vp, v], 2)).permute(0, 2, 1, 3).reshape(bw, n, -1)
     return (context, probs) if output_attentions else (context,)
@@ -146,21 +148,19 @@ class ClapAudioTower(nn.Module):
         encoder = model.audio_encoder
         self.width = encoder.num_features
         self._attn = [b.attention.self for b in encoder.layers[-1].blocks]
-        for a in self._attn:
-            a.prefix = None
-            a._plain_forward = a.forward
+        for a in self._attn:  # installed once; without a prefix it is the plain forward
+            a.prefix, a._plain_forward = None, a.forward
+            a.forward = types.MethodType(_prefixed_attention, a)
 
     def forward(self, wave: Tensor, *, prefix: Prompt = None) -> Tensor:
         _shallow(prefix)
         for a in self._attn:
             a.prefix = prefix
-            a.forward = (types.MethodType(_prefixed_attention, a) if prefix is not None
-                         else a._plain_forward)
         try:
             return self.model(**_features(self.extractor, wave)).pooler_output
         finally:
             for a in self._attn:
-                a.prefix, a.forward = None, a._plain_forward
+                a.prefix = None
 
 
 def _config(path: Path) -> dict:

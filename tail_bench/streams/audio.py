@@ -30,6 +30,10 @@ CACHE_VERSION = 1
 class AudioError(ValueError):
     """An audio file that cannot be decoded; the message names the file."""
 
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+
 
 def load_clip(path: Path, *, sample_rate: int, seconds: float) -> np.ndarray:
     n = round(seconds * sample_rate)
@@ -38,9 +42,9 @@ def load_clip(path: Path, *, sample_rate: int, seconds: float) -> np.ndarray:
         frames = min(info.frames, math.ceil(seconds * info.samplerate) + 1)
         data, rate = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as err:
-        raise AudioError(f"{path}: unreadable audio ({err}); expected WAV, FLAC or OGG") from err
+        raise AudioError(path, f"unreadable audio ({err}); expected WAV, FLAC or OGG") from err
     if data.size == 0:
-        raise AudioError(f"{path}: audio has no samples")
+        raise AudioError(path, "audio has no samples")
     mono = data.mean(axis=1)
     if rate != sample_rate:
         mono = torchaudio.functional.resample(torch.from_numpy(mono), rate, sample_rate).numpy()

@@ -241,10 +241,30 @@ def default_cache_dir(root: Path) -> Path:
     return cache_root() / "features" / key
 
 
-def _apply_policy(problems: list[Problem], policy: str) -> None:
+def _check_policy(policy: str) -> None:
     if policy not in ("fail", "skip"):
         raise ValueError(f"--on-error {policy!r}: expected fail or skip")
-    if problems and policy == "fail":
+
+
+def _splits(data: dict[str, dict[str, Split]]) -> list[Split]:
+    return [s for splits in data.values() for s in splits.values()]
+
+
+def _problems(data: dict[str, dict[str, Split]]) -> list[Problem]:
+    return [p for s in _splits(data) for p in s.problems]
+
+
+def read_checked(root: Path, *, patterns=AUDIOCAPS_PATTERNS
+                 ) -> tuple[dict[str, dict[str, Split]], dict]:
+    """`read_all`, then every audio file's header opened (`check_headers`)."""
+    data, notes = read_all(root, patterns=patterns)
+    for s in _splits(data):
+        check_headers(s)
+    return data, notes
+
+
+def _fail_on(problems: list[Problem]) -> None:
+    if problems:
         shown = "\n  ".join(map(str, problems[:25]))
         more = f"\n  … and {len(problems) - 25} more" if len(problems) > 25 else ""
         raise DataError(f"{len(problems)} problem(s) in the data (use --on-error skip to "
@@ -253,12 +273,11 @@ def _apply_policy(problems: list[Problem], policy: str) -> None:
 
 def build_tail(root: Path, *, sample_rate: int, clip_seconds: float, policy: str = "fail",
                patterns=AUDIOCAPS_PATTERNS) -> Stream:
-    data, notes = read_all(root, patterns=patterns)
-    for splits in data.values():
-        for s in splits.values():
-            check_headers(s)
-    problems = [p for splits in data.values() for s in splits.values() for p in s.problems]
-    _apply_policy(problems, policy)
+    _check_policy(policy)
+    data, notes = read_checked(root, patterns=patterns)
+    problems = _problems(data)
+    if policy == "fail":
+        _fail_on(problems)
     notes["skipped"] = [asdict(p) for p in problems]
     cache = default_cache_dir(root)
     parts = {s: [to_pairset(data[d][s], sample_rate=sample_rate, seconds=clip_seconds,
@@ -283,27 +302,22 @@ def prepare(root: Path, *, policy: str = "fail", out: Path | None = None, cache:
 
     from tail_bench.reporting.io import atomic_write_json, atomic_write_text
 
-    if policy not in ("fail", "skip"):
-        raise ValueError(f"--on-error {policy!r}: expected fail or skip")
-    data, notes = read_all(root, patterns=patterns)
+    _check_policy(policy)
+    data, notes = read_checked(root, patterns=patterns)
     cache_dir = default_cache_dir(root)
-    for splits in data.values():
-        for s in splits.values():
-            check_headers(s)
-            if cache:
-                for attempt in range(2):  # a file that fails to decode is marked, then rebuilt
-                    ps = to_pairset(s, sample_rate=sample_rate, seconds=clip_seconds,
-                                    cache_dir=cache_dir)
-                    errors = ps.clips.build_cache(progress=progress,
-                                                  desc=f"decode {s.dataset}/{s.split}")
-                    if not errors or attempt:
-                        break
-                    failed = {str(e).split(": ", 1)[0] for e in errors}
-                    for c in s.clips:
-                        if str(c.audio) in failed:
-                            s.problem(c, "unreadable audio", c.file, c.row,
-                                      f"{c.clip_id} -> {c.audio}", "decoding failed")
-    problems = [p for splits in data.values() for s in splits.values() for p in s.problems]
+    for s in _splits(data) if cache else []:
+        for attempt in range(2):  # a file that fails to decode is marked, then rebuilt
+            ps = to_pairset(s, sample_rate=sample_rate, seconds=clip_seconds,
+                            cache_dir=cache_dir)
+            errors = ps.clips.build_cache(progress=progress, desc=f"decode {s.dataset}/{s.split}")
+            if not errors or attempt:
+                break
+            failed = {e.path for e in errors}
+            for c in s.clips:
+                if c.audio in failed:
+                    s.problem(c, "unreadable audio", c.file, c.row,
+                              f"{c.clip_id} -> {c.audio}", "decoding failed")
+    problems = _problems(data)
     report = {"data_root": str(root), "policy": policy, "notes": notes,
               "cache": str(cache_dir) if cache else None, "splits": {}}
     lines = [f"{'data set/split':<18} {'clips':>6} {'captions':>8} " +
