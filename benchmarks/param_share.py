@@ -12,18 +12,21 @@ from transformers import BertConfig, BertModel, ClapAudioConfig, ClapAudioModel
 from tail_bench.models.builder import build_backbone
 from tail_bench.models.dual import DualEncoder
 from tail_bench.models.hf import ClapAudioTower, HFTextTower
+from tail_bench.reporting.tables import HEADS
+from tail_bench.runner import by_module
 from tail_bench.training.registry import available_strategies
 
 
 def htsat_bert_base(embed_dim: int) -> DualEncoder:
     """HTS-AT (CLAP's audio tower defaults) + BERT-base, 2-layer heads with 1024 hidden."""
     with torch.device("meta"):
-        audio = ClapAudioTower(ClapAudioModel(ClapAudioConfig()), extractor=None)
+        audio = ClapAudioTower(ClapAudioModel(ClapAudioConfig()), frontend=None)
         text = HFTextTower(BertModel(BertConfig()), tokenizer=None)
         return DualEncoder(audio=audio, text=text, embed_dim=embed_dim, head_hidden=1024)
 
 
-def count(model_factory) -> dict[str, int]:
+def count(model_factory) -> dict[str, tuple[int, int]]:
+    """Per strategy: (trainable parameters, the same without heads and logit scale)."""
     out = {}
     for name, cls in available_strategies().items():
         if not cls.trains:
@@ -31,7 +34,9 @@ def count(model_factory) -> dict[str, int]:
         model = model_factory()
         strategy = cls()
         strategy.setup(model)
-        out[name] = sum(p.numel() for p in strategy.trainable_parameters(model))
+        parts = by_module(model, strategy.trainable_parameters(model))
+        total = sum(parts.values())
+        out[name] = (total, total - sum(parts.get(k, 0) for k in HEADS))
     return out
 
 
@@ -43,10 +48,11 @@ def main() -> None:
     }
     for label, factory in backbones.items():
         counts = count(factory)
-        full = counts["finetune"]
-        print(f"{label}: Finetune trains {full:,}")
-        for name, n in counts.items():
-            print(f"  {name:<10} {n:>13,}  {100 * n / full:6.2f}% of Finetune")
+        full = counts["finetune"][0]
+        print(f"{label}: Finetune trains {full:,} (paper, PTAT: 2.42%)")
+        for name, (n, bare) in counts.items():
+            print(f"  {name:<10} {n:>13,}  {100 * n / full:6.2f}% of Finetune; without heads "
+                  f"and logit scale {bare:>11,}  {100 * bare / full:6.2f}%")
 
 
 if __name__ == "__main__":

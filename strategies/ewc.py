@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from tail_bench.models.dual import DualEncoder
 from tail_bench.streams.pairs import collate_pairs
-from tail_bench.training.losses import info_nce
+from tail_bench.training.losses import info_nce, positive_pairs
 from tail_bench.training.strategy import Strategy
 
 
@@ -53,11 +53,13 @@ class EWC(Strategy):
         fisher = {n: torch.zeros_like(p) for n, p in params.items()}
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
                             collate_fn=collate_pairs)
-        for used, (wave, texts) in enumerate(loader):
+        for used, (wave, texts, keys) in enumerate(loader):
             if self.options.fisher_batches and used >= self.options.fisher_batches:
                 break
             model.zero_grad()
-            info_nce(*model(wave.to(model.device), texts), model.logit_scale).backward()
+            keys = keys.to(model.device)
+            info_nce(*model(wave.to(model.device), texts), model.logit_scale,
+                     positive_pairs(keys, texts)).backward()
             for n, p in params.items():
                 if p.grad is not None:
                     fisher[n] += p.grad.detach() ** 2

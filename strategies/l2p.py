@@ -64,9 +64,9 @@ class L2PPrompter(nn.Module):
         self.audio_pool = PromptPool(width=audio_width, **kw)
         self.text_pool = PromptPool(width=text_width, **kw)
 
-    def audio(self, model: DualEncoder, wave: Tensor) -> Tensor:
+    def audio(self, model: DualEncoder, features: Tensor) -> Tensor:
         with torch.no_grad():
-            query = model.audio(wave)  # the frozen tower without prompts
+            query = model.audio(features)  # the frozen tower without prompts, same features
         return self.audio_pool(query)
 
     def text(self, model: DualEncoder, tokens: dict[str, Tensor]) -> tuple[Tensor, None]:

@@ -22,8 +22,8 @@ class LwF(DistillationStrategy):
     description = "LwF: all parameters + KL on the previous model's in-batch similarities"
     Options = LwFOptions
 
-    def distillation_loss(self, audio: Tensor, text: Tensor, t_audio: Tensor,
-                          t_text: Tensor) -> dict[str, Tensor]:
+    def distillation_loss(self, audio: Tensor, text: Tensor, t_audio: Tensor, t_text: Tensor,
+                          positives: Tensor | None = None) -> dict[str, Tensor]:
         o = self.options
         return {"sim": o.lambda_sim * similarity_distillation(audio, text, t_audio, t_text,
-                                                              o.tau_sim)}
+                                                              o.tau_sim, positives)}

@@ -47,8 +47,9 @@ class PTATPrompter(nn.Module):
         p = p.unsqueeze(1).expand(-1, b, -1, -1)
         return list(p) if self.deep else p[0]
 
-    def audio(self, model: DualEncoder, wave: Tensor) -> Tensor | list[Tensor]:
-        return self._expand(self.prompts, wave.shape[0])
+    def audio(self, model: DualEncoder, features: Tensor) -> Tensor | list[Tensor]:
+        """The same prompts for every clip: only the batch size of `features` is used."""
+        return self._expand(self.prompts, features.shape[0])
 
     def text(self, model: DualEncoder, tokens: dict[str, Tensor]):
         generated = self.generator(self.prompts)
@@ -82,11 +83,11 @@ class PTAT(DistillationStrategy):
     def learning_rate(self, run_lr: float) -> float:
         return self.options.lr or run_lr
 
-    def distillation_loss(self, audio: Tensor, text: Tensor, t_audio: Tensor,
-                          t_text: Tensor) -> dict[str, Tensor]:
+    def distillation_loss(self, audio: Tensor, text: Tensor, t_audio: Tensor, t_text: Tensor,
+                          positives: Tensor | None = None) -> dict[str, Tensor]:
         o = self.options
         feat = (feature_distillation(audio, t_audio, o.tau_feat)
                 + feature_distillation(text, t_text, o.tau_feat)) / 2
         return {"sim": o.lambda_sim * similarity_distillation(audio, text, t_audio, t_text,
-                                                              o.tau_sim),
+                                                              o.tau_sim, positives),
                 "feat": o.lambda_feat * feat}

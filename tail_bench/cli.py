@@ -28,8 +28,15 @@ def _csv(text: str) -> list[str]:
 
 def cmd_run(a: argparse.Namespace) -> None:
     from tail_bench.reporting.plots import write_plots
-    from tail_bench.reporting.results import load_run
-    from tail_bench.reporting.tables import comparison_table, cost_table, step_table
+    from tail_bench.reporting.results import load_clips, load_run
+    from tail_bench.reporting.tables import (
+        comparison_table,
+        cost_table,
+        legend,
+        status_table,
+        step_table,
+        unfinished,
+    )
     from tail_bench.runner import RunConfig, run
 
     cfg = RunConfig(strategy=a.strategy, baselines=_csv(a.baselines) if a.baselines else [],
@@ -43,9 +50,13 @@ def cmd_run(a: argparse.Namespace) -> None:
                     progress=not a.no_progress)
     out = run(cfg)
     result = load_run(out)
+    clips = load_clips(out, result)
     first = next(e for e in result["runs"] if e["method"] == a.strategy)
     print(step_table(result, first, "t2a"), "\n", step_table(result, first, "a2t"), sep="\n")
-    print("\n" + comparison_table(result) + "\n\n" + cost_table(result))
+    print("\n" + legend(result) + "\n\n" + comparison_table(result, clips))
+    if unfinished(result):
+        print("\nUnfinished (not compared):\n\n" + status_table(result))
+    print("\n" + cost_table(result))
     write_plots(out, result)
     print(f"\nresults: {out}/ (run.json, scores.csv, tables.md, plots)")
 
@@ -83,13 +94,14 @@ def cmd_pretrain(a: argparse.Namespace) -> None:
 
 def cmd_report(a: argparse.Namespace) -> None:
     from tail_bench.reporting.plots import write_plots
-    from tail_bench.reporting.results import load_run, write_derived
+    from tail_bench.reporting.results import load_clips, load_run, write_derived
     from tail_bench.reporting.tables import render_markdown
 
     run = load_run(a.run_dir)
-    write_derived(a.run_dir, run)
+    clips = load_clips(a.run_dir, run)
+    write_derived(a.run_dir, run, clips)
     write_plots(a.run_dir, run)
-    print(render_markdown(run))
+    print(render_markdown(run, clips))
 
 
 def cmd_prepare(a: argparse.Namespace) -> None:
@@ -124,7 +136,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-size", type=int, help="batch size (default: the preset's)")
     r.add_argument("--seed", type=int, default=0, help="training seed")
     r.add_argument("--seeds", type=int, nargs="+", help="several seeds: mean ± std")
-    r.add_argument("--data-seed", type=int, default=0, help="seed of the generated stream")
+    r.add_argument("--data-seed", type=int,
+                   help="fix the generated stream's seed for every seed (default: each "
+                        "training seed also draws its own tail-synth data)")
     r.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     r.add_argument("--workers", type=int, default=0,
                    help="data-loading processes (decode real audio off the main process)")
@@ -170,9 +184,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from tail_bench.errors import Interrupted
+
     args = parser().parse_args(argv)
     try:
         args.func(args)
+    except (Interrupted, KeyboardInterrupt) as err:
+        print(f"tail-bench: {err or 'interrupted'}", file=sys.stderr)
+        raise SystemExit(130) from None
     except (KeyError, ValueError, FileNotFoundError, FileExistsError, TypeError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         raise SystemExit(f"tail-bench: error: {msg}") from err

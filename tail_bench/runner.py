@@ -1,13 +1,18 @@
 """One run: a stream, a backbone, several methods and seeds, one run directory.
 
-Each method starts from the same pretrained backbone and the same stream; the one shared
-evaluator scores it before any step (row 0) and after every step. Costs are recorded per
-method: wall time, peak memory and the parameters it trains.
+Every option is checked before any work (pretraining, stream building, evaluation). Each
+method starts from the same pretrained backbone and the same stream; row 0 is the backbone
+itself, scored once per data seed before any strategy touches it (the Zero-shot row), and
+the shared evaluator scores every method after every step. A method whose loss or
+embeddings turn non-finite is marked `diverged` and the run goes on; a crash marks it
+`failed`, Ctrl-C `interrupted`, and the finished steps stay on disk. Costs are recorded
+per method: wall time, peak memory and the parameters it trains.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import random
 import sys
 import time
@@ -19,11 +24,13 @@ import numpy as np
 import torch
 
 import tail_bench
-from tail_bench.evaluation.evaluator import RetrievalEvaluator
+from tail_bench.errors import ConfigError, Diverged, Interrupted
+from tail_bench.evaluation.evaluator import Evaluation, RetrievalEvaluator
+from tail_bench.evaluation.retrieval import NonFiniteScores
 from tail_bench.models.builder import build_backbone
 from tail_bench.presets import get_preset
 from tail_bench.reporting.cost import CostMeter
-from tail_bench.reporting.results import RunStore
+from tail_bench.reporting.results import RUN_FILE, RunStore
 from tail_bench.streams.registry import build_stream, check_stream_args
 from tail_bench.streams.stream import Stream
 from tail_bench.training.progress import ProgressBar
@@ -42,7 +49,7 @@ class RunConfig:
     lr: float | None = None
     batch_size: int | None = None
     seeds: list[int] = field(default_factory=lambda: [0])
-    data_seed: int = 0
+    data_seed: int | None = None  # None: each seed also draws its own tail-synth data
     device: str = "auto"
     out: Path | None = None
     backbone: str | None = None
@@ -57,18 +64,64 @@ class RunConfig:
     workers: int = 0
     progress: bool = True
 
+    def check(self) -> None:
+        """Every option that can be checked without work; messages name the option."""
+        def need(ok: bool, option: str, value: Any, expected: str) -> None:
+            if not ok:
+                raise ConfigError(f"{option} {value}: expected {expected}")
+
+        for option, value, low in (("--epochs", self.epochs, 1), ("--batch-size",
+                                                                    self.batch_size, 2)):
+            need(value is None or (isinstance(value, int) and value >= low), option, value,
+                 f"an integer >= {low}")
+        need(self.lr is None or (math.isfinite(self.lr) and self.lr > 0), "--lr", self.lr,
+             "a finite number > 0")
+        need(bool(self.seeds), "--seeds", "(none)", "at least one seed")
+        need(all(isinstance(s, int) and s >= 0 for s in self.seeds), "--seeds",
+             " ".join(map(str, self.seeds)), "integers >= 0")
+        need(len(set(self.seeds)) == len(self.seeds), "--seeds", " ".join(map(str, self.seeds)),
+             "distinct seeds")
+        need(self.data_seed is None or self.data_seed >= 0, "--data-seed", self.data_seed,
+             "an integer >= 0")
+        need(self.workers >= 0, "--workers", self.workers, "an integer >= 0")
+        need(self.eval_split in ("test", "val"), "--eval-split", self.eval_split, "test or val")
+        need(self.on_error in ("fail", "skip"), "--on-error", self.on_error, "fail or skip")
+        need(self.length is None or self.length >= 1, "--length", self.length,
+             "an integer >= 1")
+        if self.data_root is not None and not Path(self.data_root).is_dir():
+            raise ConfigError(f"--data-root {self.data_root}: not a directory "
+                              "(see docs/datasets.md for the layout)")
+        if self.out is not None and (Path(self.out) / RUN_FILE).exists():
+            raise ConfigError(f"--out {self.out}: {Path(self.out) / RUN_FILE} exists; "
+                              "pick a new --out or move it")
+        resolve_device(self.device)
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"--device {name}: expected auto, cpu, cuda or cuda:N") from err
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {name}: expected auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine; use cpu")
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine; use cpu")
     return device
 
 
 def count(params) -> int:
     return sum(p.numel() for p in params)
+
+
+def by_module(model: torch.nn.Module, params) -> dict[str, int]:
+    """Trainable parameters per top-level module (prompter, audio_head, logit_scale, ...)."""
+    ids, out = {id(p) for p in params}, {}
+    for name, p in model.named_parameters():
+        if id(p) in ids:
+            out[name.split(".")[0]] = out.get(name.split(".")[0], 0) + p.numel()
+    return out
 
 
 def seed_everything(seed: int) -> None:
@@ -83,88 +136,127 @@ def method_list(strategy: str, baselines: list[str], known: dict) -> list[str]:
     methods = [strategy, *[b for b in baselines if b != strategy]]
     unknown = [m for m in methods if m not in known]
     if unknown:
-        raise KeyError(f"unknown strategy {unknown[0]!r}: expected one of {sorted(known)}")
+        raise ConfigError(f"unknown strategy {unknown[0]!r}: expected one of {sorted(known)}")
     return methods
 
 
 def run(cfg: RunConfig) -> Path:
+    cfg.check()
     known = available_strategies(cfg.plugins)
     methods = method_list(cfg.strategy, cfg.baselines, known)
     for owner, opts in cfg.options.items():
         if owner not in known:
-            raise KeyError(f"--opt {owner}.…: no strategy {owner!r}; expected one of "
-                           f"{sorted(known)}")
-        parse_options(known[owner].Options, opts, owner=owner)  # fail before any work
+            raise ConfigError(f"--opt {owner}.…: no strategy {owner!r}; expected one of "
+                              f"{sorted(known)}")
+        parse_options(known[owner].Options, opts, owner=owner)
     preset = get_preset(cfg.preset)
     check_stream_args(cfg.benchmark, data_root=cfg.data_root, length=cfg.length,
                       order=cfg.order)
-    epochs = cfg.epochs or preset.epochs
-    lr, batch = cfg.lr or preset.lr, cfg.batch_size or preset.batch_size
+    epochs = preset.epochs if cfg.epochs is None else cfg.epochs
+    lr = preset.lr if cfg.lr is None else cfg.lr
+    batch = preset.batch_size if cfg.batch_size is None else cfg.batch_size
     device = resolve_device(cfg.device)
     backbone_name = cfg.backbone or preset.backbone
     base = build_backbone(backbone_name, device=device, progress=cfg.progress)
-    stream = build_stream(cfg.benchmark, preset=preset, seed=cfg.data_seed, order=cfg.order,
-                          length=cfg.length, data_root=cfg.data_root,
-                          clip_seconds=base.meta["clip_seconds"],
-                          sample_rate=base.meta["sample_rate"], on_error=cfg.on_error,
-                          audiocaps_patterns=cfg.audiocaps_patterns)
     out = cfg.out or Path("results/runs") / time.strftime("%Y%m%d-%H%M%S")
+    data_seeds = {s: s if cfg.data_seed is None else cfg.data_seed for s in cfg.seeds}
     config = {**asdict(cfg), "out": str(out), "data_root": cfg.data_root and str(cfg.data_root),
               "methods": methods, "epochs": epochs, "lr": lr, "batch_size": batch,
-              "device": str(device), "backbone": backbone_name, "preset_sizes": preset.as_dict()}
-    store = RunStore(out, {"suite": f"tail-bench {tail_bench.__version__}",
-                           "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                           "command": sys.argv, "config": config, "stream": stream.describe()})
+              "device": str(device), "backbone": backbone_name, "preset_sizes": preset.as_dict(),
+              "data_seeds": data_seeds}
     evaluator = RetrievalEvaluator(batch_size=max(batch, 64), num_workers=cfg.workers,
                                    progress=cfg.progress)
+    store: RunStore | None = None
+    stream, built_for = None, None
     for seed in cfg.seeds:
+        if data_seeds[seed] != built_for:
+            built_for = data_seeds[seed]
+            stream = None  # free the previous data first
+            stream = build_stream(cfg.benchmark, preset=preset, seed=built_for,
+                                  order=cfg.order, length=cfg.length, data_root=cfg.data_root,
+                                  clip_seconds=base.meta["clip_seconds"],
+                                  sample_rate=base.meta["sample_rate"], on_error=cfg.on_error,
+                                  audiocaps_patterns=cfg.audiocaps_patterns)
+            with CostMeter(device) as ev:
+                zero_shot = evaluator.evaluate(base, stream.benchmark(
+                    eval_split=cfg.eval_split).test_stream)
+            zero_seconds = ev.seconds
+        if store is None:
+            store = RunStore(out, {"suite": f"tail-bench {tail_bench.__version__}",
+                                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                   "command": sys.argv, "config": config,
+                                   "stream": stream.describe()})
         for name in methods:
             run_method(store, known[name], base=base, stream=stream, evaluator=evaluator,
-                       seed=seed, epochs=epochs, lr=lr, batch=batch, device=device,
+                       zero_shot=zero_shot, zero_seconds=zero_seconds, seed=seed,
+                       data_seed=built_for, epochs=epochs, lr=lr, batch=batch, device=device,
                        options=cfg.options.get(name, {}), eval_split=cfg.eval_split,
                        workers=cfg.workers, progress=cfg.progress)
     return out
 
 
 def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: RetrievalEvaluator,
-               seed: int, epochs: int, lr: float, batch: int, device: torch.device,
+               zero_shot: Evaluation, zero_seconds: float, seed: int, data_seed: int,
+               epochs: int, lr: float, batch: int, device: torch.device,
                options: dict[str, Any], eval_split: str = "test", workers: int = 0,
                progress: bool = True) -> dict[str, Any]:
     seed_everything(seed)
-    model = copy.deepcopy(base).to(device)
     strategy = cls(options=options)
-    strategy.setup(model)
     role = "zero-shot" if not cls.trains else ("joint" if cls.joint else "continual")
-    info = {"role": role, "description": cls.description, "options": asdict(strategy.options)}
+    info = {"role": role, "description": cls.description, "options": asdict(strategy.options),
+            "data_seed": data_seed}
     entry = store.start(method=cls.name, seed=seed, info=info)
-    bench = stream.benchmark(joint=cls.joint, eval_split=eval_split)
+    store.add_row(entry, {"step": 0, "after": None, "scores": zero_shot.scores,
+                          "train_seconds": 0.0, "eval_seconds": round(zero_seconds, 3)},
+                  zero_shot.clips)
     train_seconds = eval_seconds = 0.0
-    with CostMeter(device) as total:
-        with CostMeter(device) as ev:
-            scores = evaluator.evaluate(model, bench.test_stream)
-        store.add_row(entry, {"step": 0, "after": None, "scores": scores,
-                              "train_seconds": 0.0, "eval_seconds": round(ev.seconds, 3)})
-        eval_seconds += ev.seconds
-        if cls.trains:
-            template = RetrievalTemplate(
-                model=model, strategy=strategy, lr=lr, train_mb_size=batch,
-                train_epochs=epochs, device=device, seed=seed, num_workers=workers,
-                plugins=[ProgressBar(label=cls.name, enabled=progress)])
-            for i, exp in enumerate(bench.train_stream, 1):
-                with CostMeter(device) as tr:
-                    template.train(exp)
-                with CostMeter(device) as ev:
-                    scores = evaluator.evaluate(model, bench.test_stream)
-                after = "all (joint)" if cls.joint else stream.datasets[i - 1]
-                store.add_row(entry, {"step": i, "after": after, "scores": scores,
-                                      "train_seconds": round(tr.seconds, 3),
-                                      "eval_seconds": round(ev.seconds, 3)})
-                train_seconds += tr.seconds
-                eval_seconds += ev.seconds
-    cost = {"trainable_params": count(strategy.trainable_parameters(model)) if cls.trains else 0,
-            "backbone_params": count(model.backbone_parameters()),
+    model = None
+    try:
+        with CostMeter(device) as total:
+            if cls.trains:
+                model = copy.deepcopy(base).to(device)
+                strategy.setup(model)
+                bench = stream.benchmark(joint=cls.joint, eval_split=eval_split)
+                template = RetrievalTemplate(
+                    model=model, strategy=strategy, lr=lr, train_mb_size=batch,
+                    train_epochs=epochs, device=device, seed=seed, num_workers=workers,
+                    plugins=[ProgressBar(label=cls.name, enabled=progress)])
+                for i, exp in enumerate(bench.train_stream, 1):
+                    with CostMeter(device) as tr:
+                        template.train(exp)
+                    with CostMeter(device) as ev:
+                        try:
+                            result = evaluator.evaluate(model, bench.test_stream)
+                        except NonFiniteScores as err:
+                            raise Diverged(f"{cls.name} diverged: {err} after step {i}",
+                                           step=i) from err
+                    after = "all (joint)" if cls.joint else stream.datasets[i - 1]
+                    store.add_row(entry, {"step": i, "after": after, "scores": result.scores,
+                                          "train_seconds": round(tr.seconds, 3),
+                                          "eval_seconds": round(ev.seconds, 3)}, result.clips)
+                    train_seconds += tr.seconds
+                    eval_seconds += ev.seconds
+            else:
+                eval_seconds = zero_seconds
+    except Diverged as err:
+        print(f"tail-bench: {err}; its status is 'diverged' and no score is kept past the "
+              "last finite step", file=sys.stderr)
+        store.stop(entry, "diverged", {"message": str(err), **err.where})
+        return entry
+    except KeyboardInterrupt:
+        store.stop(entry, "interrupted", {"message": "interrupted (Ctrl-C)"})
+        done = entry["rows"][-1]["step"]
+        raise Interrupted(f"interrupted during {cls.name} (seed {seed}) after step {done}; "
+                          f"finished steps are kept in {store.out}") from None
+    except BaseException as err:
+        store.stop(entry, "failed", {"message": f"{type(err).__name__}: {err}"})
+        raise
+    trained = strategy.trainable_parameters(model) if cls.trains else []
+    cost = {"trainable_params": count(trained),
+            "trainable_by_module": by_module(model, trained) if cls.trains else {},
+            "backbone_params": count((model or base).backbone_parameters()),
             "train_seconds": round(train_seconds, 3), "eval_seconds": round(eval_seconds, 3),
             **{k: v for k, v in total.as_dict().items() if k != "seconds"},
-            "wall_seconds": round(total.seconds, 3)}
+            "wall_seconds": round(total.seconds + (0 if cls.trains else zero_seconds), 3)}
     store.finish(entry, cost=cost, extra=strategy.report())
     return entry

@@ -20,3 +20,27 @@ class CrashAtStep3(Strategy):
     def before_training_exp(self, strategy, **kwargs) -> None:
         if strategy.experience.current_experience == 2:
             raise RuntimeError("simulated crash in step 3")
+
+
+class InterruptAtStep3(Strategy):
+    name = "interrupt-at-3"
+    description = "test plugin: Ctrl-C during the third step"
+
+    def before_training_exp(self, strategy, **kwargs) -> None:
+        if strategy.experience.current_experience == 2:
+            raise KeyboardInterrupt
+
+
+class PromptsAtSetup(Strategy):
+    """Changes the model in `setup` (as prompt methods do): row 0 must not see it."""
+
+    name = "prompts-at-setup"
+    description = "test plugin: perturbs the heads in setup"
+
+    def setup(self, model) -> None:
+        import torch
+
+        super().setup(model)
+        with torch.no_grad():
+            for p in model.audio_head.parameters():
+                p.add_(torch.randn_like(p))

@@ -5,6 +5,7 @@ import pytest
 
 from tail_bench.cli import main
 from tail_bench.evaluation import cl_metrics
+from tail_bench.reporting.results import load_clips
 from tail_bench.reporting.tables import matrix, render_markdown
 
 
@@ -29,7 +30,7 @@ def test_run_file_holds_every_step_of_every_method(quick_run):
         for row in e["rows"]:
             for d in datasets:
                 for direction in ("t2a", "a2t"):
-                    m = row["scores"][d][direction]
+                    m = {k: v["value"] for k, v in row["scores"][d][direction].items()}
                     assert set(m) == {"R@1", "R@5", "R@10", "mAP@10"}
                     assert 0 <= m["R@1"] <= m["R@5"] <= m["R@10"] <= 1
     # every method starts from the same backbone: identical zero-shot rows
@@ -43,8 +44,9 @@ def test_run_file_holds_every_step_of_every_method(quick_run):
 
 def test_tables_and_csv_are_derived_from_the_run_file(quick_run):
     out, run = quick_run
-    assert (out / "tables.md").read_text() == render_markdown(run)
+    assert (out / "tables.md").read_text() == render_markdown(run, load_clips(out, run))
     rows = list(csv.DictReader((out / "scores.csv").open()))
+    assert all(float(x["ci95_low"]) <= float(x["value"]) <= float(x["ci95_high"]) for x in rows)
     assert len(rows) == (5 + 1 + 2) * 4 * 2 * 4
     r = matrix(run["runs"][0], run["stream"]["datasets"], "t2a")
     first = [float(x["value"]) for x in rows if x["method"] == "finetune" and x["step"] == "4"
@@ -55,7 +57,7 @@ def test_tables_and_csv_are_derived_from_the_run_file(quick_run):
     assert f"| forgetting | {100 * f[0]:.1f} |" in table
     (out / "tables.md").unlink()
     main(["report", str(out)])
-    assert (out / "tables.md").read_text() == render_markdown(run)
+    assert (out / "tables.md").read_text() == render_markdown(run, load_clips(out, run))
     assert (out / "r1_t2a.png").stat().st_size > 1000
 
 

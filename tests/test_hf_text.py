@@ -58,3 +58,15 @@ def test_ptat_trains_on_a_bert_text_tower(tower, tiny_model):
         assert torch.equal(frozen[n], p), n
     assert s.trainable_parameters(model)
     assert not any(p.requires_grad for p in model.text.parameters())
+
+
+def test_post_prompts_sit_after_the_caption_with_their_own_positions(tower):
+    texts = ["a dog barks", "rain falls on a roof while the wind blows hard"]
+    p = torch.randn(1, 4, tower.width) * 0.1
+    with torch.no_grad():
+        as_prefix = tower(tower.tokenize(texts[:1], "cpu"), prefix=p)
+        as_post = tower(tower.tokenize(texts[:1], "cpu"), post=p)
+        # the same caption padded in a batch: post prompts still follow its last token
+        batched = tower(tower.tokenize(texts, "cpu"), post=p.expand(2, -1, -1))
+    assert (as_prefix - as_post).abs().max() > 1e-3  # not just more prefix prompts
+    torch.testing.assert_close(as_post, batched[:1], rtol=0, atol=1e-5)

@@ -3,7 +3,12 @@ import torch
 from sklearn.metrics import average_precision_score
 from torchmetrics.functional.retrieval import retrieval_average_precision, retrieval_hit_rate
 
-from tail_bench.evaluation.retrieval import bidirectional_metrics, query_metrics
+from tail_bench.evaluation.retrieval import (
+    NonFiniteScores,
+    bidirectional_metrics,
+    mean_metrics,
+    query_metrics,
+)
 
 
 def test_hand_made_single_relevant():
@@ -15,13 +20,83 @@ def test_hand_made_single_relevant():
     assert m["mAP@10"].tolist() == pytest.approx([1, 1 / 3, 1 / 3])
 
 
-def test_ties_count_only_strictly_higher():
-    scores = torch.tensor([[0.5, 0.5, 0.5, 0.1]])
-    m = query_metrics(scores, torch.tensor([[0, 0, 1, 0]]).bool())
-    assert m["R@1"].item() == 1 and m["mAP@10"].item() == 1
-    # two relevant items tied with a non-relevant one: positions 1 and 2, AP = 1
-    m = query_metrics(scores, torch.tensor([[1, 0, 1, 0]]).bool())
-    assert m["mAP@10"].item() == pytest.approx(1.0)
+def _brute_force(scores: torch.Tensor, relevant: torch.Tensor, k: int, d: int = 10):
+    """R@k and AP@d averaged over every order of the tied candidates (exact expectation)."""
+    import itertools
+
+    s, rel = scores.tolist(), relevant.tolist()
+    groups: dict[float, list[int]] = {}
+    for j, v in enumerate(s):
+        groups.setdefault(v, []).append(j)
+    levels = [groups[v] for v in sorted(groups, reverse=True)]
+    hits = aps = n = 0
+    for orders in itertools.product(*(itertools.permutations(g) for g in levels)):
+        ranking = [j for g in orders for j in g]
+        flags = [rel[j] for j in ranking]
+        hits += any(flags[:k])
+        found, ap = 0, 0.0
+        for i, f in enumerate(flags[:d], 1):
+            if f:
+                found += 1
+                ap += found / i
+        aps += ap / min(sum(rel), d)
+        n += 1
+    return hits / n, aps / n
+
+
+@pytest.mark.parametrize("scores, relevant", [
+    ([0.5, 0.5, 0.5, 0.1], [0, 0, 1, 0]),
+    ([0.5, 0.5, 0.5, 0.1], [1, 0, 1, 0]),
+    ([0.9, 0.5, 0.5, 0.5, 0.5, 0.1], [0, 1, 0, 1, 1, 0]),
+    ([0.7, 0.7, 0.3, 0.3, 0.3, 0.3, 0.3], [0, 1, 1, 0, 0, 1, 0]),
+    ([0.2] * 7, [0, 0, 0, 1, 0, 1, 0]),
+])
+def test_ties_score_their_expected_value_under_random_order(scores, relevant):
+    scores, relevant = torch.tensor([scores]), torch.tensor([relevant]).bool()
+    for k in (1, 2, 3):
+        m = query_metrics(scores, relevant, ks=(k,), ap_depth=3)
+        r, ap = _brute_force(scores[0], relevant[0], k, d=3)
+        assert m[f"R@{k}"].item() == pytest.approx(r, abs=1e-6)
+        assert m["mAP@3"].item() == pytest.approx(ap, abs=1e-6)
+
+
+def test_ties_match_a_monte_carlo_over_random_tie_orders():
+    g = torch.Generator().manual_seed(3)
+    scores = (torch.rand(40, 30, generator=g) * 4).round() / 4  # few levels: many ties
+    relevant = torch.rand(40, 30, generator=g) < 0.15
+    relevant[torch.arange(40), torch.randint(30, (40,), generator=g)] = True
+    ours = query_metrics(scores, relevant)
+    draws = 2000
+    total = {k: torch.zeros(40) for k in ours}
+    for _ in range(draws):  # break ties by a random jitter smaller than the level spacing
+        jitter = scores + torch.rand(scores.shape, generator=g) * 1e-3
+        for k, v in query_metrics(jitter, relevant).items():
+            total[k] += v
+    for k, v in ours.items():
+        assert (total[k] / draws - v).abs().max() < 0.03, k
+
+
+def test_a_collapsed_model_scores_exactly_chance():
+    n = 50
+    emb = torch.ones(n, 8) / 8 ** 0.5  # every embedding equal
+    owner = torch.arange(n).repeat_interleave(5)
+    m = bidirectional_metrics(emb, emb[owner], owner)
+    t2a = {k: float(v.mean()) for k, v in m["t2a"].items()}
+    a2t = {k: float(v.mean()) for k, v in m["a2t"].items()}
+    for k in (1, 5, 10):
+        assert t2a[f"R@{k}"] == pytest.approx(k / n)
+        # a2t: 5 of 250 captions relevant; P(none in the first k) = C(245, k) / C(250, k)
+        none = 1.0
+        for x in range(k):
+            none *= (245 - x) / (250 - x)
+        assert a2t[f"R@{k}"] == pytest.approx(1 - none)
+    assert t2a["mAP@10"] == pytest.approx(sum(1 / i for i in range(1, 11)) / n)
+
+
+def test_non_finite_scores_raise():
+    scores = torch.tensor([[0.1, float("nan"), 0.3]])
+    with pytest.raises(NonFiniteScores, match="non-finite"):
+        query_metrics(scores, torch.tensor([[1, 0, 0]]).bool())
 
 
 def test_several_relevant_captions_hand_computed():
@@ -62,8 +137,8 @@ def test_bidirectional_chunking_does_not_change_results():
     owner = torch.arange(30).repeat_interleave(5)
     text = torch.nn.functional.normalize(audio[owner] + 0.8 * torch.randn(150, 8, generator=g),
                                          dim=1)
-    a = bidirectional_metrics(audio, text, owner, chunk=7)
-    b = bidirectional_metrics(audio, text, owner, chunk=1000)
+    a = mean_metrics(bidirectional_metrics(audio, text, owner, chunk=7))
+    b = mean_metrics(bidirectional_metrics(audio, text, owner, chunk=1000))
     for d in ("t2a", "a2t"):
         for k in a[d]:
             assert a[d][k] == pytest.approx(b[d][k])
@@ -72,7 +147,7 @@ def test_bidirectional_chunking_does_not_change_results():
 
 def test_perfect_and_errors():
     emb = torch.eye(4)
-    m = bidirectional_metrics(emb, emb, torch.arange(4))
+    m = mean_metrics(bidirectional_metrics(emb, emb, torch.arange(4)))
     assert all(v == 1.0 for d in m.values() for v in d.values())
     with pytest.raises(ValueError, match="query 1 has no relevant"):
         query_metrics(torch.rand(2, 3), torch.tensor([[1, 0, 0], [0, 0, 0]]).bool())

@@ -64,7 +64,7 @@ def test_distillation_is_zero_at_the_teacher_and_positive_after_an_update(cls, t
     s = cls()
     s.setup(model)
     exp = quick_stream.benchmark().train_stream[1]
-    wave, texts = _batch(exp)
+    wave, texts, _ = _batch(exp)
     teacher = frozen_copy(model)
 
     def terms():
@@ -83,9 +83,9 @@ def test_l2p_selects_by_key_query_similarity_and_keys_move_to_queries(tiny_model
     s.setup(model)
     pool = model.prompter.audio_pool
     exp = quick_stream.benchmark().train_stream[0]
-    wave, _ = _batch(exp, 8)
+    wave, _, _ = _batch(exp, 8)
     with torch.no_grad():
-        query = model.audio(wave)
+        query = model.audio(model.audio.features(wave))
         pool.keys.copy_(torch.randn_like(pool.keys))
         pool.keys[4] = query[0]  # a key equal to sample 0's query wins for sample 0 only
     assert pool.select(query)[0, 0].item() == 4
@@ -94,7 +94,7 @@ def test_l2p_selects_by_key_query_similarity_and_keys_move_to_queries(tiny_model
 
     def key_query_similarity():
         with torch.no_grad():
-            q = torch.nn.functional.normalize(model.audio(wave), dim=-1)
+            q = torch.nn.functional.normalize(model.audio(model.audio.features(wave)), dim=-1)
             k = torch.nn.functional.normalize(pool.keys, dim=-1)
             return (q @ k.T).topk(2, dim=1).values.mean().item()
 
@@ -160,7 +160,7 @@ def test_a_crash_keeps_the_steps_already_done(tmp_path, _cache):
               "--preset", "quick", "--epochs", "1", "--out", str(out), "--no-progress"])
     run = json.loads((out / "run.json").read_text())
     assert [r["step"] for r in run["runs"][0]["rows"]] == [0, 1, 2]
-    assert run["runs"][0]["status"] == "running"
+    assert run["runs"][0]["status"] == "failed"
     assert "after 2: clotho" in (out / "tables.md").read_text()
 
 
@@ -194,3 +194,102 @@ def test_seeds_report_mean_and_std(tmp_path, _cache):
     assert run["runs"][0]["rows"][1]["scores"] != run["runs"][1]["rows"][1]["scores"]
     assert "| finetune | 2 |" in (out / "tables.md").read_text()
     assert "±" in (out / "tables.md").read_text()
+
+
+class _Host:
+    """The parts of the training template a plugin's callback reads."""
+
+    def __init__(self, model, mbatch=None, mb_output=None, positives=None):
+        self.model, self.mbatch, self.mb_output = model, mbatch, mb_output
+        self.mb_positives = positives
+        self.loss = torch.zeros(())
+
+
+def test_ewc_penalty_enters_the_loss_weighted_by_importance(tiny_model, quick_stream):
+    model = copy.deepcopy(tiny_model)
+    s = EWC(options={"lambda_ewc": 3.0})
+    s.setup(model)
+    _train(model, s, quick_stream.benchmark().train_stream[0])
+    name, p = next((n, p) for n, p in model.named_parameters() if n in s.anchor)
+    with torch.no_grad():
+        p.add_(0.01)
+    host = _Host(model)
+    s.before_backward(host)
+    by_hand = 3.0 / 2 * (s.importance[name] * 0.01 ** 2).sum()
+    assert host.loss.item() == pytest.approx(by_hand.item(), rel=1e-4) and host.loss > 0
+    s.importance[name] = 2 * s.importance[name]  # twice as important: twice the penalty
+    assert s.penalty(model).item() == pytest.approx(2 * by_hand.item(), rel=1e-4)
+
+
+def test_ewc_anchors_at_the_latest_step_and_accumulates_importance(tiny_model, quick_stream):
+    model = copy.deepcopy(tiny_model)
+    s = EWC(options={"decay": 0.5})
+    s.setup(model)
+    bench = quick_stream.benchmark()
+    t = _train(model, s, bench.train_stream[0])
+    first = {n: f.clone() for n, f in s.importance.items()}
+    t.train(bench.train_stream[1])
+    for n, p in model.named_parameters():
+        assert torch.equal(s.anchor[n], p.detach()), n  # the anchor moved to step 2's end
+    assert s.penalty(model).item() == 0.0
+    new = s.fisher(model, bench.train_stream[1].dataset, 32)
+    for n in first:
+        torch.testing.assert_close(s.importance[n], 0.5 * first[n] + new[n])
+
+
+def test_ptat_text_loss_sends_gradient_into_the_audio_prompts(tiny_model):
+    model = copy.deepcopy(tiny_model)
+    s = PTAT(options={"prompt_length": 3})
+    s.setup(model)
+    model.encode_text(["a dog barks", "rain falls"]).sum().backward()
+    grad = model.prompter.prompts.grad
+    assert grad is not None and grad.abs().sum() > 0  # text prompts come from audio prompts
+
+
+def test_ptat_and_lwf_add_their_distillation_to_the_loss(tiny_model, quick_stream):
+    for cls in (PTAT, LwF):
+        model = copy.deepcopy(tiny_model)
+        s = cls()
+        s.setup(model)
+        exp = quick_stream.benchmark().train_stream[1]
+        wave, texts, keys = _batch(exp, 16)
+        s.teacher = frozen_copy(model)
+        with torch.no_grad():
+            for p in s.trainable_parameters(model):
+                p.add_(0.05 * torch.randn_like(p))
+        out = model(wave, texts)
+        host = _Host(model, (wave, texts, keys), out)
+        s.before_backward(host)
+        assert host.loss.item() == pytest.approx(sum(s.last_terms.values()), rel=1e-5)
+        assert host.loss.item() > 1e-4, cls.name
+
+
+def test_l2p_subtracts_the_key_query_similarity(tiny_model, quick_stream):
+    model = copy.deepcopy(tiny_model)
+    s = L2P(options={"lambda_key": 0.5})
+    s.setup(model)
+    model.train()
+    wave, texts, _ = _batch(quick_stream.benchmark().train_stream[0], 8)
+    model(wave, texts)
+    sims = [p.key_similarity for p in (model.prompter.audio_pool, model.prompter.text_pool)]
+    host = _Host(model)
+    s.before_backward(host)
+    assert host.loss.item() == pytest.approx(-0.5 * (sims[0] + sims[1]).item() / 2)
+
+
+@pytest.mark.parametrize("deep", [False, True])
+def test_post_prompts_follow_the_last_token_with_positions(tiny_model, deep):
+    text = copy.deepcopy(tiny_model.text).eval()
+    depth = text.depth if deep else 1
+    p = torch.randn(depth, 1, 3, text.width) * 0.5
+    prompt = list(p) if deep else p[0]
+    batch = ["a dog barks", "a bell rings , while a dog barks loudly in the distance"]
+    with torch.no_grad():
+        alone = text.tokenize(batch[:1], "cpu")
+        as_prefix = text(alone, prefix=prompt)
+        as_post = text(alone, post=prompt)
+        both = text.tokenize(batch, "cpu")
+        two = [q.expand(2, -1, -1) for q in p] if deep else p[0].expand(2, -1, -1)
+        batched = text(both, post=two)
+    assert (as_prefix - as_post).abs().max() > 1e-3
+    torch.testing.assert_close(as_post, batched[:1], rtol=0, atol=1e-5)

@@ -25,7 +25,7 @@ def test_one_step_trains_and_lowers_the_loss(tiny_model, quick_stream):
                                  train_epochs=1, device="cpu")
 
     def loss() -> float:
-        wave, texts = next(iter(torch.utils.data.DataLoader(
+        wave, texts, _ = next(iter(torch.utils.data.DataLoader(
             exp.dataset, batch_size=96, collate_fn=template_collate)))
         with torch.no_grad():
             return info_nce(*model(wave, texts), model.logit_scale).item()

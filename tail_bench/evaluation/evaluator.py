@@ -1,20 +1,59 @@
 """The one retrieval evaluator every strategy is scored by.
 
 It reads a test experience as Avalanche holds it: the rows' `clip_index` and `caption`
-attributes tell which clip each caption belongs to, so each clip is embedded once.
+attributes tell which clip each caption belongs to, so each clip is embedded once, and
+each distinct caption string is embedded once (identical strings get identical
+embeddings whatever the batch, and tie exactly). Every score comes with a clip-level
+bootstrap 95% interval; the per-clip sums behind it are returned for paired tests.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from tail_bench.evaluation import bootstrap
+from tail_bench.evaluation.bootstrap import ClipScores
 from tail_bench.evaluation.retrieval import bidirectional_metrics
 from tail_bench.models.dual import DualEncoder
 from tail_bench.streams.pairs import collate_pairs
 
-Scores = dict[str, dict[str, dict[str, float]]]  # dataset -> direction -> metric -> value
+# dataset -> direction -> metric -> {"value": float, "ci95": [low, high]}
+Scores = dict[str, dict[str, dict[str, dict]]]
+
+
+@dataclass
+class Evaluation:
+    scores: Scores
+    clips: ClipScores
+
+
+def score_set(audio: torch.Tensor, text: torch.Tensor, owner: torch.Tensor, *,
+              chunk: int = 1024) -> tuple[dict[str, dict[str, dict]],
+                                         dict[str, dict[str, np.ndarray]],
+                                         dict[str, np.ndarray]]:
+    """Scores with 95% intervals, per-clip sums and counts for one test set."""
+    n = len(audio)
+    per_query = bidirectional_metrics(audio, text, owner, chunk)
+    owner_np = owner.cpu().numpy()
+    query_clip = {"t2a": owner_np, "a2t": np.arange(n)}
+    scores: dict[str, dict[str, dict]] = {}
+    sums: dict[str, dict[str, np.ndarray]] = {}
+    counts: dict[str, np.ndarray] = {}
+    for direction, metrics in per_query.items():
+        counts[direction] = np.bincount(query_clip[direction], minlength=n).astype(np.float64)
+        sums[direction], scores[direction] = {}, {}
+        for metric, values in metrics.items():
+            s = bootstrap.clip_sums(values.double().cpu().numpy(), query_clip[direction], n)
+            lo, hi = bootstrap.ci(s, counts[direction])
+            sums[direction][metric] = s
+            scores[direction][metric] = {"value": float(s.sum() / counts[direction].sum()),
+                                         "ci95": [lo, hi]}
+    return scores, sums, counts
 
 
 class RetrievalEvaluator:
@@ -37,23 +76,28 @@ class RetrievalEvaluator:
         loader = DataLoader(dataset.subset([first[c] for c in clips]),
                             batch_size=self.batch_size, collate_fn=collate_pairs,
                             num_workers=self.num_workers)
-        audio = [model.encode_audio(w.to(model.device)) for w, _ in
+        audio = [model.encode_audio(batch[0].to(model.device)) for batch in
                  tqdm(loader, desc=f"eval {name} audio", leave=False, disable=not self.progress)]
         captions = list(dataset.caption)
-        text = [model.encode_text(captions[i:i + self.batch_size])
-                for i in range(0, len(captions), self.batch_size)]
+        distinct = sorted(set(captions))
+        row_of = {c: i for i, c in enumerate(distinct)}
+        text = torch.cat([model.encode_text(distinct[i:i + self.batch_size])
+                          for i in range(0, len(distinct), self.batch_size)])
+        text = text[torch.tensor([row_of[c] for c in captions], device=text.device)]
         owner = torch.tensor([position[int(c)] for c in clip_index], device=model.device)
-        return torch.cat(audio), torch.cat(text), owner
+        return torch.cat(audio), text, owner
 
-    def evaluate(self, model: DualEncoder, test_stream) -> Scores:
+    def evaluate(self, model: DualEncoder, test_stream) -> Evaluation:
         was_training = model.training
         model.eval()
         try:
-            out: Scores = {}
+            result = Evaluation({}, ClipScores())
             for exp in test_stream:
+                name = exp.dataset.dataset_name[0]
                 audio, text, owner = self.embed(model, exp.dataset)
-                out[exp.dataset.dataset_name[0]] = bidirectional_metrics(audio, text, owner,
-                                                                         self.chunk)
-            return out
+                scores, sums, counts = score_set(audio, text, owner, chunk=self.chunk)
+                result.scores[name] = scores
+                result.clips.sums[name], result.clips.counts[name] = sums, counts
+            return result
         finally:
             model.train(was_training)

@@ -15,9 +15,14 @@ from torch import Tensor, nn
 
 
 class Prompter(Protocol):
-    """What a prompting strategy attaches as `model.prompter`."""
+    """What a prompting strategy attaches as `model.prompter`.
 
-    def audio(self, model: DualEncoder, wave: Tensor) -> Tensor | list[Tensor] | None: ...
+    `audio` gets the audio tower's input features (`model.audio.features(wave)`, computed
+    once per batch by `encode_audio`), so a query through the frozen tower
+    (`model.audio(features)`) costs no second front-end run.
+    """
+
+    def audio(self, model: DualEncoder, features: Tensor) -> Tensor | list[Tensor] | None: ...
 
     def text(self, model: DualEncoder, tokens: dict[str, Tensor]
              ) -> tuple[Tensor | list[Tensor] | None, Tensor | list[Tensor] | None]: ...
@@ -51,8 +56,9 @@ class DualEncoder(nn.Module):
         return [p for p in self.parameters() if id(p) not in skip]
 
     def encode_audio(self, wave: Tensor) -> Tensor:
-        prefix = None if self.prompter is None else self.prompter.audio(self, wave)
-        return F.normalize(self.audio_head(self.audio(wave, prefix=prefix)), dim=-1)
+        features = self.audio.features(wave)
+        prefix = None if self.prompter is None else self.prompter.audio(self, features)
+        return F.normalize(self.audio_head(self.audio(features, prefix=prefix)), dim=-1)
 
     def encode_text(self, texts: list[str]) -> Tensor:
         tokens = self.text.tokenize(texts, self.device)

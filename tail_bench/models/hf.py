@@ -7,8 +7,9 @@ Prompt insertion per tower:
 - `ClapAudioTower` (HTS-AT, window attention): prompts become prefix keys/values of every
   window attention of the last stage (whose width is the tower's output width): each window
   also attends to the prompts, projected by that layer's own frozen key/value weights.
-Weights load through `from_pretrained(local_files_only=True)` (safetensors, or torch.load
-with weights_only as transformers does).
+Audio towers run the torch front-end of their feature extractor (`frontends.frontend_for`)
+on the wave's device. Weights load through `from_pretrained(local_files_only=True)`
+(safetensors, or torch.load with weights_only as transformers does).
 """
 
 from __future__ import annotations
@@ -18,25 +19,18 @@ import math
 import types
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from transformers.masking_utils import create_bidirectional_mask
 
 from tail_bench.models.dual import DualEncoder
-from tail_bench.models.encoder import Prompt
+from tail_bench.models.encoder import Prompt, post_slots, put_at
+from tail_bench.models.frontends import FrontEnd, expect_features, frontend_for
 
 
 def _shallow(*prompts: Prompt) -> None:
     if any(isinstance(p, list) for p in prompts):
         raise ValueError("deep prompts are not supported on Hugging Face towers")
-
-
-def _features(extractor, wave: Tensor) -> dict[str, Tensor]:
-    """Run an HF feature extractor (numpy) on a batch and move the tensors back."""
-    out = extractor([w for w in wave.detach().cpu().numpy().astype(np.float32)],
-                    sampling_rate=extractor.sampling_rate, return_tensors="pt")
-    return {k: v.to(wave.device) for k, v in out.items() if isinstance(v, Tensor)}
 
 
 class HFTextTower(nn.Module):
@@ -70,18 +64,30 @@ class HFTextTower(nn.Module):
 
     def forward(self, tokens: dict[str, Tensor], *, prefix: Prompt = None,
                 post: Prompt = None) -> Tensor:
+        """Prefix prompts go right after [CLS], after the embedding layer (no position);
+        post prompts go right after each caption's last real token ([SEP]), before the
+        padding, as input embeddings, so they take the positions that continue the
+        caption's (and the embedding layer's token type and LayerNorm, as a word would)."""
         _shallow(prefix, post)
         ids, mask = tokens["input_ids"], tokens["attention_mask"]
-        h = self.model.embeddings(input_ids=ids)
+        emb = self.model.embeddings
+        if post is None:
+            h = emb(input_ids=ids)
+        else:
+            b, n = ids.shape
+            token_at, post_at = post_slots(mask.sum(1), n, post.shape[1])
+            words = emb.word_embeddings(ids)
+            words = put_at(put_at(words.new_zeros(b, n + post.shape[1], words.shape[-1]),
+                              token_at, words), post_at, post)
+            mask = torch.ones(b, words.shape[1], dtype=mask.dtype, device=mask.device).scatter(
+                1, token_at, mask)
+            h = emb(inputs_embeds=words)
         parts, masks = [h[:, :1]], [mask[:, :1]]
-        for p, rest, rest_mask in ((prefix, h[:, 1:], mask[:, 1:]), (post, None, None)):
-            if p is not None:
-                parts.append(p.to(h.dtype))
-                masks.append(torch.ones(p.shape[:2], dtype=mask.dtype, device=mask.device))
-            if rest is not None:
-                parts.append(rest)
-                masks.append(rest_mask)
-        hidden, full = torch.cat(parts, 1), torch.cat(masks, 1)
+        if prefix is not None:
+            parts.append(prefix.to(h.dtype))
+            masks.append(torch.ones(prefix.shape[:2], dtype=mask.dtype, device=mask.device))
+        hidden = torch.cat([*parts, h[:, 1:]], 1)
+        full = torch.cat([*masks, mask[:, 1:]], 1)
         attn = create_bidirectional_mask(config=self.model.config, inputs_embeds=hidden,
                                          attention_mask=full)
         last = self.model.encoder(hidden, attention_mask=attn).last_hidden_state
@@ -93,14 +99,19 @@ class ASTAudioTower(nn.Module):
 
     depth = 0
 
-    def __init__(self, model: nn.Module, extractor) -> None:
+    def __init__(self, model: nn.Module, frontend: FrontEnd) -> None:
         super().__init__()
-        self.model, self.extractor = model, extractor
+        self.model, self.frontend = model, frontend
         self.width = model.config.hidden_size
 
-    def forward(self, wave: Tensor, *, prefix: Prompt = None) -> Tensor:
+    def features(self, wave: Tensor) -> Tensor:
+        """(B, S) -> fbank `input_values` (B, frames, n_mels)."""
+        return self.frontend(wave)
+
+    def forward(self, features: Tensor, *, prefix: Prompt = None) -> Tensor:
         _shallow(prefix)
-        h = self.model.embeddings(_features(self.extractor, wave)["input_values"])
+        expect_features(features, 3)
+        h = self.model.embeddings(features)
         if prefix is not None:
             h = torch.cat([h[:, :2], prefix.to(h.dtype), h[:, 2:]], 1)
         for layer in self.model.layers:
@@ -142,9 +153,9 @@ class ClapAudioTower(nn.Module):
 
     depth = 0
 
-    def __init__(self, model: nn.Module, extractor) -> None:
+    def __init__(self, model: nn.Module, frontend: FrontEnd) -> None:
         super().__init__()
-        self.model, self.extractor = model, extractor
+        self.model, self.frontend = model, frontend
         encoder = model.audio_encoder
         self.width = encoder.num_features
         self._attn = [b.attention.self for b in encoder.layers[-1].blocks]
@@ -152,12 +163,17 @@ class ClapAudioTower(nn.Module):
             a.prefix, a._plain_forward = None, a.forward
             a.forward = types.MethodType(_prefixed_attention, a)
 
-    def forward(self, wave: Tensor, *, prefix: Prompt = None) -> Tensor:
+    def features(self, wave: Tensor) -> Tensor:
+        """(B, S) -> log-mel `input_features` (B, 1, frames, n_mels)."""
+        return self.frontend(wave)
+
+    def forward(self, features: Tensor, *, prefix: Prompt = None) -> Tensor:
         _shallow(prefix)
+        expect_features(features, 4)
         for a in self._attn:
             a.prefix = prefix
         try:
-            return self.model(**_features(self.extractor, wave)).pooler_output
+            return self.model(input_features=features).pooler_output
         finally:
             for a in self._attn:
                 a.prefix = None
@@ -169,6 +185,21 @@ def _config(path: Path) -> dict:
         raise FileNotFoundError(f"{path}: no config.json; expected a Hugging Face model "
                                 "directory saved with save_pretrained")
     return json.loads(file.read_text())
+
+
+def clap_backbone(clap: nn.Module, extractor, tokenizer, *, name: str) -> DualEncoder:
+    """A `ClapModel` with its feature extractor and tokenizer as a DualEncoder: the one way to
+    build one (checkpoint directories and benchmarks/throughput.py). `name` goes in meta."""
+    if clap.config.audio_config.enable_fusion:
+        raise ValueError(f"{name}: config.json has audio_config.enable_fusion=true (a fused "
+                         "CLAP checkpoint); only unfused CLAP is supported")
+    return DualEncoder(audio=ClapAudioTower(clap.audio_model, frontend_for(extractor)),
+                       text=HFTextTower(clap.text_model, tokenizer, pool="pooler"),
+                       audio_head=clap.audio_projection, text_head=clap.text_projection,
+                       logit_scale=clap.logit_scale_a.item(),
+                       meta={"backbone": name, "sample_rate": extractor.sampling_rate,
+                             "clip_seconds": float(extractor.nb_max_samples
+                                                   / extractor.sampling_rate)})
 
 
 def load_local_backbone(path: Path, *, device: torch.device) -> DualEncoder:
@@ -185,13 +216,7 @@ def load_local_backbone(path: Path, *, device: torch.device) -> DualEncoder:
         clap = ClapModel.from_pretrained(path, local_files_only=True)
         extractor = AutoFeatureExtractor.from_pretrained(path, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = DualEncoder(audio=ClapAudioTower(clap.audio_model, extractor),
-                            text=HFTextTower(clap.text_model, tokenizer, pool="pooler"),
-                            audio_head=clap.audio_projection, text_head=clap.text_projection,
-                            logit_scale=clap.logit_scale_a.item(),
-                            meta={"backbone": str(path), "sample_rate": extractor.sampling_rate,
-                                  "clip_seconds": float(extractor.nb_max_samples
-                                                        / extractor.sampling_rate)})
+        model = clap_backbone(clap, extractor, tokenizer, name=str(path))
     elif is_pair:
         kind = _config(path / "audio").get("model_type")
         if kind != "audio-spectrogram-transformer":
@@ -200,7 +225,7 @@ def load_local_backbone(path: Path, *, device: torch.device) -> DualEncoder:
         audio = AutoModel.from_pretrained(path / "audio", local_files_only=True)
         extractor = AutoFeatureExtractor.from_pretrained(path / "audio", local_files_only=True)
         seconds = extractor.max_length * 0.01  # fbank frames of 10 ms
-        model = DualEncoder(audio=ASTAudioTower(audio, extractor),
+        model = DualEncoder(audio=ASTAudioTower(audio, frontend_for(extractor)),
                             text=HFTextTower.from_pretrained(path / "text"),
                             meta={"backbone": str(path), "sample_rate": extractor.sampling_rate,
                                   "clip_seconds": seconds})

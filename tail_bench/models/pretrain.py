@@ -9,21 +9,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from tail_bench.models.configs import BackboneConfig
 from tail_bench.models.dual import DualEncoder
 from tail_bench.models.towers import AudioTower, TextTower
+from tail_bench.models.weights import CorruptWeights, load_checked, save_checked
 from tail_bench.streams import synth
 from tail_bench.streams.pairs import collate_pairs
-from tail_bench.training.losses import info_nce
+from tail_bench.training.losses import info_nce, positive_pairs
 
-CORPUS_VERSION = 2
+CORPUS_VERSION = 3  # 3: InfoNCE without false negatives
 
 
 def cache_root() -> Path:
@@ -63,9 +64,9 @@ def pretrain(model: DualEncoder, cfg: BackboneConfig, *, device: torch.device,
     start, loss = time.perf_counter(), torch.tensor(0.0)
     with tqdm(total=steps, desc=f"pretrain {cfg.name}", disable=not progress, unit="batch") as bar:
         for _ in range(cfg.pretrain_epochs):
-            for wave, texts in loader:
+            for wave, texts, keys in loader:
                 a, t = model(wave.to(device), texts)
-                loss = info_nce(a, t, model.logit_scale)
+                loss = info_nce(a, t, model.logit_scale, positive_pairs(keys.to(device), texts))
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -78,16 +79,18 @@ def pretrain(model: DualEncoder, cfg: BackboneConfig, *, device: torch.device,
 
 def load_or_pretrain(cfg: BackboneConfig, *, device: torch.device, force: bool = False,
                      progress: bool = True) -> DualEncoder:
+    """The cached backbone when its file passes the integrity check; else pretrain it (a
+    corrupt cache file is named and rebuilt)."""
     model = build_synth(cfg)
     path = weights_path(cfg)
     if path.exists() and not force:
-        model.load_state_dict(load_file(path))
-        return model.to(device).eval()
+        try:
+            model.load_state_dict(load_checked(path))
+            return model.to(device).eval()
+        except CorruptWeights as err:
+            print(f"tail-bench: cached backbone {path} is corrupt ({err}); rebuilding it",
+                  file=sys.stderr)
     stats = pretrain(model, cfg, device=device, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    meta = {"config": json.dumps(cfg.__dict__), "stats": json.dumps(stats)}
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-              str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    save_checked(model.state_dict(), path,
+                 {"config": json.dumps(cfg.__dict__), "stats": json.dumps(stats)})
     return model.to(device).eval()

@@ -1,7 +1,9 @@
 """The embedded backbone's towers: log-mel audio transformer and word-level text transformer.
 
-A tower maps raw input to one pooled vector of `width`, and takes prompt tokens of that
-width; any tower with this interface (HF towers included) plugs into `DualEncoder`.
+A tower maps its input to one pooled vector of `width`, and takes prompt tokens of that
+width; any tower with this interface (HF towers included) plugs into `DualEncoder`. Audio
+towers split in two: `features(wave)` (the front-end, no gradient) and `forward(features)`
+(the network), so that a prompter's query and the prompted pass share one front-end run.
 """
 
 from __future__ import annotations
@@ -9,27 +11,14 @@ from __future__ import annotations
 import re
 
 import torch
-import torchaudio
 from torch import Tensor, nn
 
 from tail_bench.models.configs import BackboneConfig
 from tail_bench.models.encoder import Prompt, PromptableEncoder
+from tail_bench.models.frontends import LogMel, expect_features
 
 SPECIALS = ("[PAD]", "[UNK]")
 _TOKEN = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
-
-
-class LogMel(nn.Module):
-    """Waveform (B, S) -> per-clip standardised log-mel (B, frames, n_mels)."""
-
-    def __init__(self, sample_rate: int, n_mels: int) -> None:
-        super().__init__()
-        self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=sample_rate, n_fft=400, hop_length=sample_rate // 100, n_mels=n_mels)
-
-    def forward(self, wave: Tensor) -> Tensor:
-        x = torch.log(self.mel(wave) + 1e-5).transpose(1, 2)
-        return (x - x.mean((1, 2), keepdim=True)) / (x.std((1, 2), keepdim=True) + 1e-5)
 
 
 class AudioTower(nn.Module):
@@ -43,11 +32,15 @@ class AudioTower(nn.Module):
         self.encoder = PromptableEncoder(width=cfg.width, depth=cfg.depth, heads=cfg.heads,
                                          mlp_ratio=cfg.mlp_ratio, max_len=frames // self.patch)
 
-    def forward(self, wave: Tensor, *, prefix: Prompt = None) -> Tensor:
-        x = self.frontend(wave)
-        b, t, m = x.shape
+    def features(self, wave: Tensor) -> Tensor:
+        """(B, S) -> log-mel (B, frames, n_mels)."""
+        return self.frontend(wave)
+
+    def forward(self, features: Tensor, *, prefix: Prompt = None) -> Tensor:
+        expect_features(features, 3)
+        b, t, m = features.shape
         t = t // self.patch * self.patch
-        x = x[:, :t].reshape(b, t // self.patch, self.patch * m)
+        x = features[:, :t].reshape(b, t // self.patch, self.patch * m)
         return self.encoder(self.embed(x), prefix=prefix)
 
 

@@ -1,8 +1,14 @@
-"""Tables from a run file (pure functions of the run.json dict, so reruns are free).
+"""Tables from a run file (pure functions of the run.json dict and its per-clip sums, so
+reruns are free).
 
 Values are shown in percent. The comparison table follows the layout of the TAIL paper's
-main table: one row per method, final R@1 per data set, averages, forgetting, BWT, and the
-trainable parameters with their share of Finetune's.
+main table: one row per method, final R@1 per data set, averages, learning accuracy,
+forgetting, BWT, and the trainable parameters with their share of Finetune's. With one
+seed a cell is `value [95% interval]` (clip-level bootstrap); with several it is
+`mean±std` over seeds (sample std, ddof=1). Arrows mark differences from the first
+strategy that a paired bootstrap over clips and seeds finds significant at 95%; a cell
+without one is not significantly different. Only methods that finished every step are
+compared; the others are listed with their status.
 """
 
 from __future__ import annotations
@@ -10,30 +16,38 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from statistics import mean, pstdev
+from collections.abc import Callable
+from statistics import mean, stdev
 from typing import Any
 
-from tail_bench.evaluation import cl_metrics
+import numpy as np
+
+from tail_bench.evaluation import bootstrap, cl_metrics
 
 DIRECTIONS = ("t2a", "a2t")
+HEADS = ("audio_head", "text_head", "logit_scale")  # not counted by "share without heads"
+FINISHED = "done"
+Clips = dict  # (method, seed) -> step -> bootstrap.ClipScores
+
+
+def value(score: dict | float) -> float:
+    return score["value"] if isinstance(score, dict) else score
 
 
 def matrix(entry: dict[str, Any], datasets: list[str], direction: str,
            metric: str = "R@1") -> list[list[float]]:
-    return [[row["scores"][d][direction][metric] for d in datasets] for row in entry["rows"]]
+    return [[value(row["scores"][d][direction][metric]) for d in datasets]
+            for row in entry["rows"]]
 
 
 def _pct(x: float | None) -> str:
-    return "—" if x is None else f"{100 * x:.1f}"
+    return "—" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{100 * x:.1f}"
 
 
-def _cell(values: list[float | None]) -> str:
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return "—"
-    if len(vals) == 1:
-        return _pct(vals[0])
-    return f"{100 * mean(vals):.1f}±{100 * pstdev(vals):.1f}"
+def _ci(x: float | None, ci: list[float] | tuple[float, float] | None) -> str:
+    if ci is None or x is None:
+        return _pct(x)
+    return f"{_pct(x)} [{_pct(ci[0])}, {_pct(ci[1])}]"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -42,8 +56,12 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _done(run: dict[str, Any]) -> list[dict[str, Any]]:
-    return [e for e in run["runs"] if e["rows"]]
+def finished(run: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for e in run["runs"] if e["status"] == FINISHED]
+
+
+def unfinished(run: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for e in run["runs"] if e["status"] != FINISHED]
 
 
 def summary(entry: dict[str, Any], datasets: list[str]) -> dict[str, dict[str, Any]]:
@@ -52,56 +70,144 @@ def summary(entry: dict[str, Any], datasets: list[str]) -> dict[str, dict[str, A
             for d in DIRECTIONS for m in ("R@1", "mAP@10")}
 
 
-def comparison_table(run: dict[str, Any]) -> str:
+# A comparison column: (label, metric, function of a results matrix stack, continual only)
+def _final_of(j: int) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda r: np.asarray(r)[..., -1, j]
+
+
+def _columns(datasets: list[str]) -> list[tuple[str, str, Callable, bool]]:
+    return ([(f"{d} R@1", "R@1", _final_of(j), False) for j, d in enumerate(datasets)]
+            + [("avg R@1", "R@1", cl_metrics.final_average, False),
+               ("avg mAP@10", "mAP@10", cl_metrics.final_average, False),
+               ("learning acc R@1", "R@1", cl_metrics.learning_accuracy, True),
+               ("forgetting R@1", "R@1", cl_metrics.mean_forgetting, True),
+               ("BWT R@1", "R@1", cl_metrics.bwt, True)])
+
+
+def _rows_of(clips: Clips | None, entry: dict[str, Any]) -> list | None:
+    table = (clips or {}).get((entry["method"], entry["seed"]))
+    if not table or len(table) != len(entry["rows"]):
+        return None
+    return [table[row["step"]] for row in entry["rows"]]
+
+
+def _cell(entries: list[dict[str, Any]], datasets: list[str], direction: str, metric: str,
+          fn: Callable, clips: Clips | None) -> tuple[str, list[float]]:
+    values = [fn(np.array(matrix(e, datasets, direction, metric))) for e in entries]
+    if any(v is None for v in values):
+        return "—", []
+    values = [float(v) for v in values]
+    if len(values) > 1:
+        return f"{100 * mean(values):.1f}±{100 * stdev(values):.1f}", values
+    rows = _rows_of(clips, entries[0])
+    ci = None if rows is None else bootstrap.summary_ci(rows, datasets, direction, metric, fn)
+    return _ci(values[0], ci), values
+
+
+def _mark(a: list[dict[str, Any]], b: list[dict[str, Any]], datasets: list[str],
+          direction: str, metric: str, fn: Callable, clips: Clips | None) -> str:
+    """'↑'/'↓' when a differs significantly from b (paired over shared seeds), else ''."""
+    by_seed = {e["seed"]: e for e in b}
+    pairs = [(_rows_of(clips, e), _rows_of(clips, by_seed[e["seed"]])) for e in a
+             if e["seed"] in by_seed]
+    pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+    if not pairs:
+        return ""
+    test = bootstrap.paired_difference([x for x, _ in pairs], [y for _, y in pairs],
+                                       datasets, direction, metric, fn)
+    if not test["significant"]:
+        return ""
+    return "↑" if test["difference"] > 0 else "↓"
+
+
+def comparison_table(run: dict[str, Any], clips: Clips | None = None) -> str:
     datasets = run["stream"]["datasets"]
     by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
     rank = {"zero-shot": 0, "continual": 1, "joint": 2}  # the paper's row order
-    for e in sorted(_done(run), key=lambda e: rank.get(e.get("role"), 1)):
+    for e in sorted(finished(run), key=lambda e: rank.get(e.get("role"), 1)):
         by_method[e["method"]].append(e)
-    finetune = [e["cost"]["trainable_params"] for e in by_method.get("finetune", [])
-                if "cost" in e]
-    header = (["method", "seeds"] + [f"{d} R@1 t2a / a2t" for d in datasets]
-              + ["avg R@1 t2a / a2t", "avg mAP@10 t2a / a2t", "forgetting R@1 t2a / a2t",
-                 "BWT R@1 t2a / a2t", "trainable params", "share of Finetune"])
+    first = run["config"].get("strategy")
+    reference = by_method.get(first, [])
+    finetune = [e["cost"]["trainable_params"] for e in by_method.get("finetune", [])]
+    columns = _columns(datasets)
+    header = (["method", "seeds"] + [f"{label} t2a / a2t" for label, *_ in columns]
+              + ["trainable params", "share of Finetune", "share without heads & scale"])
     rows = []
     for method, entries in by_method.items():
-        sums = [summary(e, datasets) for e in entries]
-        finals = [matrix(e, datasets, d)[-1] for e in entries for d in DIRECTIONS]
-
-        def pair(key: str, field: str, s=sums) -> str:
-            return " / ".join(_cell([x[f"{d}:{key}"].get(field) for x in s]) for d in DIRECTIONS)
-
-        per_ds = [" / ".join(_cell([finals[2 * i + k][j] for i in range(len(entries))])
-                             for k in range(2)) for j in range(len(datasets))]
-        params = [e["cost"]["trainable_params"] for e in entries if "cost" in e]
-        share = (f"{100 * params[0] / finetune[0]:.2f}%" if params and finetune else "—")
-        rows.append([method, str(len(entries)), *per_ds, pair("R@1", "final_average"),
-                     pair("mAP@10", "final_average"), pair("R@1", "mean_forgetting"),
-                     pair("R@1", "bwt"), f"{params[0]:,}" if params else "—", share])
+        continual = len(entries[0]["rows"]) == len(datasets) + 1
+        cells = []
+        for _, metric, fn, needs_steps in columns:
+            if needs_steps and not continual:
+                cells.append("— / —")
+                continue
+            parts = []
+            for d in DIRECTIONS:
+                text, _ = _cell(entries, datasets, d, metric, fn, clips)
+                if method != first and reference and (continual or not needs_steps):
+                    ref_ok = len(reference[0]["rows"]) == len(datasets) + 1 or not needs_steps
+                    text += _mark(entries, reference, datasets, d, metric, fn,
+                                  clips) if ref_ok else ""
+                parts.append(text)
+            cells.append(" / ".join(parts))
+        cost = entries[0]["cost"]
+        params = cost["trainable_params"]
+        heads = sum(cost.get("trainable_by_module", {}).get(k, 0) for k in HEADS)
+        shares = [f"{100 * n / finetune[0]:.2f}%" if finetune and finetune[0] else "—"
+                  for n in (params, params - heads)]
+        rows.append([method, str(len(entries)), *cells, f"{params:,}", *shares])
     return _table(header, rows)
+
+
+def legend(run: dict[str, Any]) -> str:
+    first = run["config"].get("strategy")
+    return (f"One seed: value [95% interval, clip-level bootstrap]; several seeds: mean±std "
+            f"over seeds (ddof=1). ↑/↓: significantly higher/lower than `{first}` (paired "
+            "bootstrap over clips and seeds, 95%); no arrow: not significantly different. "
+            "Learning acc = mean of R[j][j] (plasticity); forgetting = mean over j < T of "
+            "max_l R[l][j] − R[T][j]. The last column leaves out the projection heads and the "
+            "logit scale (for PTAT: the prompts and their generator alone; the paper's PTAT "
+            "share is 2.42%).")
+
+
+def status_table(run: dict[str, Any]) -> str:
+    """Methods that did not finish every step: never ranked with the finished ones."""
+    rows = []
+    for e in unfinished(run):
+        last = e["rows"][-1]["step"] if e["rows"] else None
+        failure = e.get("failure", {})
+        rows.append([e["method"], str(e["seed"]), e["status"],
+                     "none" if last is None else str(last), failure.get("message", "")])
+    return _table(["method", "seed", "status", "last completed step", "why"], rows)
 
 
 def step_table(run: dict[str, Any], entry: dict[str, Any], direction: str,
                metric: str = "R@1") -> str:
     datasets = run["stream"]["datasets"]
     r = matrix(entry, datasets, direction, metric)
+    full = len(r) == len(datasets) + 1
     rows = []
     for row, values in zip(entry["rows"], r, strict=True):
         label = "zero-shot" if row["step"] == 0 else f"after {row['step']}: {row['after']}"
-        seen = cl_metrics.average_after(r, row["step"]) if len(r) == len(datasets) + 1 else None
-        rows.append([label, *map(_pct, values), _pct(seen)])
-    s = cl_metrics.summarize(r) if len(r) == len(datasets) + 1 else {}
+        seen = cl_metrics.average_after(r, row["step"]) if full else None
+        cis = [row["scores"][d][direction][metric].get("ci95")
+               if isinstance(row["scores"][d][direction][metric], dict) else None
+               for d in datasets]
+        rows.append([label, *(_ci(v, c) for v, c in zip(values, cis, strict=True)),
+                     _pct(seen)])
+    s = cl_metrics.summarize(r) if full else {}
     if s:
         rows.append(["forgetting", *map(_pct, s["forgetting"]), _pct(s["mean_forgetting"])])
+    status = "" if entry["status"] == FINISHED else f" — {entry['status'].upper()}"
     title = (f"**{entry['method']}** (seed {entry['seed']}), {direction} {metric} (%)"
-             + (f": final avg {_pct(s['final_average'])}, BWT {_pct(s['bwt'])}, "
-                f"FWT {_pct(s['fwt'])}" if s else ""))
+             + (f": final avg {_pct(s['final_average'])}, learning acc "
+                f"{_pct(s['learning_accuracy'])}, BWT {_pct(s['bwt'])}, FWT {_pct(s['fwt'])}"
+                if s else "") + status)
     return title + "\n\n" + _table(["row", *datasets, "avg seen / mean"], rows)
 
 
 def cost_table(run: dict[str, Any]) -> str:
     rows = []
-    for e in _done(run):
+    for e in run["runs"]:
         c = e.get("cost", {})
         rows.append([e["method"], str(e["seed"]), f"{c.get('trainable_params', 0):,}",
                      f"{c.get('backbone_params', 0):,}", f"{c.get('train_seconds', 0):.1f}",
@@ -111,18 +217,24 @@ def cost_table(run: dict[str, Any]) -> str:
                    "eval s", "peak MB", "memory", "status"], rows)
 
 
-def render_markdown(run: dict[str, Any]) -> str:
+def render_markdown(run: dict[str, Any], clips: Clips | None = None) -> str:
     stream = run["stream"]
     parts = [f"# tail-bench run: {stream['name']} ({' -> '.join(stream['datasets'])})", "",
              f"Backbone `{run['config']['backbone']}`, preset `{run['config']['preset']}`, "
              f"device `{run['config']['device']}`, scored on the "
              f"`{run['config'].get('eval_split', 'test')}` splits.", ""]
-    if _done(run):
-        parts += ["## Comparison (final row; mean±std over seeds)", "", comparison_table(run),
-                  "", "## Cost", "", cost_table(run), "", "## Per step", ""]
-        for e in _done(run):
-            for d in DIRECTIONS:
-                parts += [step_table(run, e, d), ""]
+    if finished(run):
+        parts += ["## Comparison (final row)", "", legend(run), "",
+                  comparison_table(run, clips), ""]
+    if unfinished(run):
+        parts += ["## Unfinished (not compared)", "", status_table(run), ""]
+    if run["runs"]:
+        parts += ["## Cost", "", cost_table(run), "", "## Per step", "",
+                  "Each cell: value [95% interval, clip-level bootstrap].", ""]
+        for e in run["runs"]:
+            if e["rows"]:
+                for d in DIRECTIONS:
+                    parts += [step_table(run, e, d), ""]
     return "\n".join(parts)
 
 
@@ -130,12 +242,15 @@ def scores_csv(run: dict[str, Any]) -> str:
     """Long format: one line per method, seed, step, data set, direction and metric."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["method", "seed", "step", "after", "dataset", "direction", "metric", "value"])
+    w.writerow(["method", "seed", "status", "step", "after", "dataset", "direction", "metric",
+                "value", "ci95_low", "ci95_high"])
     for e in run["runs"]:
         for row in e["rows"]:
             for ds, dirs in row["scores"].items():
                 for d, metrics in dirs.items():
                     for m, v in metrics.items():
-                        w.writerow([e["method"], e["seed"], row["step"], row["after"] or "",
-                                    ds, d, m, f"{v:.6f}"])
+                        ci = v.get("ci95") if isinstance(v, dict) else None
+                        lo, hi = ("", "") if ci is None else (f"{ci[0]:.6f}", f"{ci[1]:.6f}")
+                        w.writerow([e["method"], e["seed"], e["status"], row["step"],
+                                    row["after"] or "", ds, d, m, f"{value(v):.6f}", lo, hi])
     return buf.getvalue()

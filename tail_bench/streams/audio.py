@@ -4,8 +4,11 @@ soundfile reads WAV/FLAC/OGG (torchaudio no longer does file I/O). Channels are 
 the rate is resampled to the backbone's, and the clip is the first `seconds` of the file,
 zero-padded if shorter (CHOICE: the start, so the cache is deterministic).
 
-The cache is one .npy per (data set, split) plus a manifest holding the front end's
-settings and each file's size and mtime; a mismatch marks it stale and it is not used.
+The cache is one .npy of 16-bit PCM per (data set, split), half the size of float32, plus
+a manifest holding the front end's settings and each file's size and mtime; a mismatch marks
+it stale and it is not used. PCM is k / 32768, soundfile's scale for 16-bit files (CHOICE:
+not 32767), so a 16-bit source read at its own rate round-trips exactly; otherwise the
+error is at most 1 / 65536, and samples are clipped to [-1, 32767 / 32768].
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from tqdm.auto import tqdm
 
 from tail_bench.reporting.io import atomic_write_json
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: int16 PCM (1: float32)
+PCM_SCALE = 32768
 
 
 class AudioError(ValueError):
@@ -53,6 +57,11 @@ def load_clip(path: Path, *, sample_rate: int, seconds: float) -> np.ndarray:
     return out
 
 
+def to_pcm16(clip: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(clip, -1.0, (PCM_SCALE - 1) / PCM_SCALE) * PCM_SCALE
+                    ).astype(np.int16)
+
+
 def _manifest(paths: Sequence[Path], sample_rate: int, seconds: float) -> dict:
     files = []
     for p in paths:
@@ -78,7 +87,7 @@ class AudioFiles:
 
     def __getitem__(self, i: int) -> np.ndarray:
         if self._array is not None:
-            return np.array(self._array[i])  # a copy: the read happens here, not later
+            return self._array[i].astype(np.float32) / PCM_SCALE  # the read happens here
         return load_clip(self.paths[i], sample_rate=self.sample_rate, seconds=self.seconds)
 
     def cache_is_fresh(self) -> bool:
@@ -98,12 +107,13 @@ class AudioFiles:
         self.cache.parent.mkdir(parents=True, exist_ok=True)
         n = round(self.seconds * self.sample_rate)
         tmp = self.cache.with_suffix(".tmp.npy")
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int16,
                                           shape=(len(self.paths), n))
         errors = []
         for i, p in enumerate(tqdm(self.paths, desc=desc, disable=not progress, leave=False)):
             try:
-                array[i] = load_clip(p, sample_rate=self.sample_rate, seconds=self.seconds)
+                array[i] = to_pcm16(load_clip(p, sample_rate=self.sample_rate,
+                                              seconds=self.seconds))
             except AudioError as err:
                 errors.append(err)
         array.flush()

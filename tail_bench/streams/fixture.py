@@ -5,9 +5,10 @@
 Audio comes from the tail-synth generator, so a run on it learns something. Files use
 the formats users meet: AudioCaps `Y<id>.wav` at 32 kHz, Clotho 44.1 kHz stereo WAV with
 spaces in names, BBC 48 kHz FLAC, AudioSet_SL FLAC with ids ending in `.wav`, and a few
-AudioSet clips cut from AudioCaps test videos (the overlap the loader removes).
+AudioSet clips cut from AudioCaps videos: two from test videos (they leave AudioSet's
+train split) and two from train videos that land in AudioSet's val/test (they leave those).
 `--break` adds one known problem: missing-column, missing-file, corrupt-file,
-empty-caption, duplicate-id.
+empty-caption, duplicate-id, empty-audio, outside-path.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from tail_bench.streams import synth
 from tail_bench.streams.sounds import SAMPLE_RATE
 from tail_bench.streams.tail import WAVCAPS
 
-BREAKS = ("missing-column", "missing-file", "corrupt-file", "empty-caption", "duplicate-id")
+BREAKS = ("missing-column", "missing-file", "corrupt-file", "empty-caption", "duplicate-id",
+          "empty-audio", "outside-path")
 
 
 def _write(path: Path, wave: np.ndarray, rate: int, channels: int = 1) -> None:
@@ -92,7 +94,9 @@ def write_fixture(root: Path, *, sizes=(12, 4, 6), wavcaps_items: int = 60, seed
                               "category": "['Machines']", "duration": 2.0,
                               "audio": "wav_path", "download_link": "placeholder"})
             else:
-                yt = test_ids[i] if i < 2 else _ytid(5000 + i)  # two leak from AudioCaps test
+                # two from AudioCaps test videos, two from train videos (AudioCaps train
+                # clips 0 and 2, whose AudioSet ids hash to test and val), then new videos
+                yt = test_ids[i] if i < 2 else _ytid(2 * (i - 2)) if i < 4 else _ytid(5000 + i)
                 cid = f"Y{yt}.wav"
                 file_stem = f"Y{yt}"
                 items.append({"id": cid, "caption": p.captions[i], "audio": "wav_path",
@@ -122,6 +126,18 @@ def _break(root: Path, kind: str) -> None:
                                        *lines[4:]]) + "\n")
     elif kind == "duplicate-id":
         csv_path.write_text("\n".join([*lines, lines[1]]) + "\n")
+    elif kind == "empty-audio":  # a valid WAV header with no samples
+        folder = root / "wavcaps" / "audio" / "BBC_Sound_Effects"
+        (folder / "07066106.flac").unlink()
+        sf.write(str(folder / "07066106.wav"), np.zeros(0, dtype=np.float32), 48_000)
+    elif kind == "outside-path":  # a real audio file outside the root, named through '..'
+        meta = root / "clotho" / "clotho_captions_evaluation.csv"
+        first = next((root / "clotho" / "evaluation").glob("*take 1*"))
+        outside = root.parent / "outside.wav"
+        outside.write_bytes(first.read_bytes())
+        rows = meta.read_text().splitlines()
+        rows[2] = rows[2].replace(first.name, "../../../outside.wav")
+        meta.write_text("\n".join(rows) + "\n")
     else:
         raise ValueError(f"--break {kind!r}: expected one of {BREAKS}")
 

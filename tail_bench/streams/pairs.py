@@ -2,11 +2,13 @@
 
 Rows are (clip, caption) pairs; a clip with five captions is five rows. The evaluator needs
 the clip behind each caption, so every row carries `clip_index`, `caption` and
-`dataset_name` as Avalanche data attributes (they survive subset and concat).
+`dataset_name` as Avalanche data attributes (they survive subset and concat). A training
+item is (waveform, caption, clip key): the key tells the loss which rows share a clip.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +57,11 @@ class PairSet:
         ])
 
 
+def clip_key(dataset: str, clip: int) -> int:
+    """A stable integer per (data set, clip), so a joint batch never confuses clips."""
+    return zlib.crc32(f"{dataset}/{clip}".encode()) & 0x7FFFFFFF
+
+
 class _PairRows(Dataset):
     def __init__(self, pairs: PairSet) -> None:
         self.pairs = pairs
@@ -62,12 +69,14 @@ class _PairRows(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
-        clip = self.pairs.clips[self.pairs.caption_clip[i]]
-        return torch.as_tensor(np.asarray(clip, dtype=np.float32)), self.pairs.captions[i]
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, str, int]:
+        c = self.pairs.caption_clip[i]
+        wave = torch.as_tensor(np.asarray(self.pairs.clips[c], dtype=np.float32))
+        return wave, self.pairs.captions[i], clip_key(self.pairs.dataset, c)
 
 
-def collate_pairs(batch: list[tuple[torch.Tensor, str]]) -> tuple[torch.Tensor, list[str]]:
+def collate_pairs(batch: list[tuple[torch.Tensor, str, int]]
+                  ) -> tuple[torch.Tensor, list[str], torch.Tensor]:
     """Stack equal-length clips; captions stay strings (the model tokenizes them)."""
-    waves, texts = zip(*batch, strict=True)
-    return torch.stack(list(waves)), list(texts)
+    waves, texts, keys = zip(*batch, strict=True)
+    return torch.stack(list(waves)), list(texts), torch.tensor(keys)

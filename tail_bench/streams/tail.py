@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ class DataError(ValueError):
 class Problem:
     dataset: str
     split: str
-    kind: str  # missing audio | unreadable audio | empty caption | duplicate id | bad item
+    kind: str  # one of KINDS
     file: str
     row: int | None  # 1-based line of a CSV (header = 1) or index in a JSON data list
     item: str
@@ -87,6 +88,13 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str
         return [(i + 2, row) for i, row in enumerate(reader)]
 
 
+def outside(folder: Path, name: str) -> bool:
+    """A metadata name that leaves its folder (absolute, or through '..'): never read."""
+    base = os.path.normpath(folder)
+    path = os.path.normpath(os.path.join(base, name))
+    return os.path.isabs(name) or os.path.commonpath([base, path]) != base
+
+
 def _find(folder: Path, stems: list[str]) -> Path | None:
     for stem in stems:
         for ext in AUDIO_EXTS:
@@ -94,6 +102,23 @@ def _find(folder: Path, stems: list[str]) -> Path | None:
             if p.is_file():
                 return p
     return None
+
+
+def _locate(split: Split, clip: Clip, folder: Path, stems: list[str], file: str, row: int,
+            item: str) -> bool:
+    """Resolve `clip.audio` among `stems` in `folder`; names that leave the folder are a
+    problem and are never looked up. False when a problem was recorded."""
+    bad = [s for s in stems if outside(folder, s)]
+    if bad:
+        split.problem(clip, "path outside data root", file, row, item,
+                      f"{bad[0]!r} resolves outside {folder}")
+        return False
+    clip.audio = _find(folder, stems)
+    if clip.audio is None:
+        split.problem(clip, "missing audio", file, row, item,
+                      f"looked for {', '.join(stems)} (+ .wav/.flac/.ogg) in {folder}")
+        return False
+    return True
 
 
 def read_audiocaps(root: Path, split: str, patterns=AUDIOCAPS_PATTERNS) -> Split:
@@ -108,12 +133,10 @@ def read_audiocaps(root: Path, split: str, patterns=AUDIOCAPS_PATTERNS) -> Split
         if clip is None:
             stems = [p.format(youtube_id=row["youtube_id"], start_time=row["start_time"])
                      for p in patterns]
-            clip = Clip(f"{key[0]}_{key[1]}", _find(folder, stems), [], str(path), row_no)
+            clip = Clip(f"{key[0]}_{key[1]}", None, [], str(path), row_no)
             by_key[key] = clip
             out.clips.append(clip)
-            if clip.audio is None:
-                out.problem(clip, "missing audio", str(path), row_no, row["youtube_id"],
-                            f"looked for {', '.join(stems)} (+ .wav/.flac/.ogg) in {folder}")
+            _locate(out, clip, folder, stems, str(path), row_no, row["youtube_id"])
         if ids[row["audiocap_id"]] == 2:
             out.problem(clip, "duplicate id", str(path), row_no, row["audiocap_id"])
         if not row["caption"].strip():
@@ -128,15 +151,21 @@ def read_clotho(root: Path, split: str) -> Split:
     out, seen = Split("clotho", split), Counter()
     for row_no, row in _read_csv(path, CLOTHO_COLUMNS):
         fname = row["file_name"]
-        audio = root / "clotho" / name / fname
-        clip = Clip(fname, audio if audio.is_file() else None,
-                    [row[c].strip() for c in CLOTHO_COLUMNS[1:]], str(path), row_no)
+        clip = Clip(fname, None, [row[c].strip() for c in CLOTHO_COLUMNS[1:]], str(path),
+                    row_no)
         seen[fname] += 1
         out.clips.append(clip)
         if seen[fname] == 2:
             out.problem(clip, "duplicate id", str(path), row_no, fname)
-        if clip.audio is None:
-            out.problem(clip, "missing audio", str(path), row_no, fname, f"expected {audio}")
+        folder = root / "clotho" / name
+        if outside(folder, fname):
+            out.problem(clip, "path outside data root", str(path), row_no, fname,
+                        f"{fname!r} resolves outside {folder}")
+        elif (folder / fname).is_file():
+            clip.audio = folder / fname
+        else:
+            out.problem(clip, "missing audio", str(path), row_no, fname,
+                        f"expected {folder / fname}")
         for c in CLOTHO_COLUMNS[1:]:
             if not row[c].strip():
                 out.problem(clip, "empty caption", str(path), row_no, fname, c)
@@ -171,13 +200,12 @@ def read_wavcaps(root: Path, dataset: str) -> dict[str, Split]:
         cid = str(item["id"])
         part = splits[hash_split(cid)]
         stems = [cid, cid.removesuffix(".wav")]  # AudioSet_SL ids carry '.wav' even for FLAC
-        clip = Clip(cid, _find(folder, stems), [str(item["caption"]).strip()], str(path), i)
+        clip = Clip(cid, None, [str(item["caption"]).strip()], str(path), i)
         part.clips.append(clip)
         seen[cid] += 1
         if seen[cid] == 2:
             part.problem(clip, "duplicate id", str(path), i, cid)
-        if clip.audio is None:
-            part.problem(clip, "missing audio", str(path), i, cid, f"no {stems[-1]}.* in {folder}")
+        _locate(part, clip, folder, stems, str(path), i, cid)
         if not clip.captions[0]:
             part.problem(clip, "empty caption", str(path), i, cid)
     return splits
@@ -189,14 +217,62 @@ def check_headers(split: Split) -> None:
         if clip.audio is None:
             continue
         try:
-            sf.info(str(clip.audio))
+            frames = sf.info(str(clip.audio)).frames
         except (sf.LibsndfileError, RuntimeError, OSError) as err:
             split.problem(clip, "unreadable audio", clip.file, clip.row,
                           f"{clip.clip_id} -> {clip.audio}", str(err).splitlines()[0])
+            continue
+        if frames <= 0:
+            split.problem(clip, "empty audio", clip.file, clip.row,
+                          f"{clip.clip_id} -> {clip.audio}", "the file holds no samples")
 
 
 def youtube_id(audioset_id: str) -> str:
     return audioset_id.removesuffix(".wav").removeprefix("Y")
+
+
+def source_id(dataset: str, clip: Clip) -> str:
+    """What identifies the recording: AudioCaps and AudioSet_SL are both cut from YouTube
+    videos of AudioSet; a Clotho or BBC recording is its file."""
+    if dataset == "audiocaps":
+        return f"youtube:{clip.clip_id.rsplit('_', 1)[0]}"
+    if dataset == "audioset":
+        return f"youtube:{youtube_id(clip.clip_id)}"
+    return f"{dataset}:{clip.audio or clip.clip_id}"
+
+
+OURS = ("bbc", "audioset")  # splits made by hash_split; the others' splits are published
+EVAL = ("val", "test")
+
+
+def remove_overlap(data: dict[str, dict[str, Split]]) -> list[dict]:
+    """No recording may be in a training split and an evaluation split (of any data set).
+
+    A clip of one of our own hash splits (BBC, AudioSet_SL) that shares its recording with
+    a published training split (AudioCaps, Clotho) leaves our evaluation split; otherwise
+    the clip leaves the training split, so published test sets stay whole. Returns every
+    removal count as {removed_from, because_in, clips}.
+    """
+    removed: list[dict] = []
+
+    def drop(d: str, s: str, keys: set[str], because: str) -> None:
+        split = data[d][s]
+        keep = [c for c in split.clips if source_id(d, c) not in keys]
+        removed.append({"removed_from": f"{d}/{s}", "because_in": because,
+                        "clips": len(split.clips) - len(keep)})
+        split.clips = keep
+
+    for d in OURS:
+        for s in EVAL:
+            for other in (o for o in data if o not in OURS):
+                keys = {source_id(other, c) for c in data[other]["train"].clips}
+                drop(d, s, keys, f"{other}/train")
+    for d in data:
+        for other in data:
+            for s in EVAL:
+                keys = {source_id(other, c) for c in data[other][s].clips}
+                drop(d, "train", keys, f"{other}/{s}")
+    return [r for r in removed if r["clips"]]
 
 
 def read_all(root: Path, *, patterns=AUDIOCAPS_PATTERNS) -> tuple[dict[str, dict[str, Split]],
@@ -209,13 +285,7 @@ def read_all(root: Path, *, patterns=AUDIOCAPS_PATTERNS) -> tuple[dict[str, dict
             "clotho": {s: read_clotho(root, s) for s in SPLITS},
             "bbc": read_wavcaps(root, "bbc"), "audioset": read_wavcaps(root, "audioset")}
     assert tuple(data) == DATASETS
-    held_out = {c.clip_id.rsplit("_", 1)[0] for s in ("val", "test")
-                for c in data["audiocaps"][s].clips}
-    train = data["audioset"]["train"]
-    leaked = [c for c in train.clips if youtube_id(c.clip_id) in held_out]
-    train.clips = [c for c in train.clips if youtube_id(c.clip_id) not in held_out]
-    notes = {"audioset_train_removed_overlap_with_audiocaps_eval": len(leaked)}
-    return data, notes
+    return data, {"overlap_removed": remove_overlap(data)}
 
 
 def to_pairset(split: Split, *, sample_rate: int, seconds: float,
@@ -288,7 +358,8 @@ def build_tail(root: Path, *, sample_rate: int, clip_seconds: float, policy: str
     return Stream("tail", parts["train"], parts["val"], parts["test"], notes)
 
 
-KINDS = ("missing audio", "unreadable audio", "empty caption", "duplicate id", "bad item")
+KINDS = ("missing audio", "unreadable audio", "empty audio", "empty caption", "duplicate id",
+         "bad item", "path outside data root")
 
 
 def prepare(root: Path, *, policy: str = "fail", out: Path | None = None, cache: bool = False,
@@ -331,8 +402,9 @@ def prepare(root: Path, *, policy: str = "fail", out: Path | None = None, cache:
             report["splits"][f"{d}/{name}"] = row
             lines.append(f"{d + '/' + name:<18} {row['clips']:>6} {row['captions']:>8} " +
                          " ".join(f"{counts[k]:>16}" for k in KINDS))
-    lines.append(f"AudioSet train clips removed (overlap with AudioCaps val/test): "
-                 f"{notes['audioset_train_removed_overlap_with_audiocaps_eval']}")
+    lines += ["Overlap removed (a recording in a training and an evaluation split):"] + [
+        f"  {r['removed_from']}: {r['clips']} clip(s) also in {r['because_in']}"
+        for r in notes["overlap_removed"]] + ([] if notes["overlap_removed"] else ["  none"])
     lines += [str(p) for p in problems]
     print("\n".join(lines))
     out = Path(out or Path("results/prepare") / time.strftime("%Y%m%d-%H%M%S"))

@@ -28,16 +28,19 @@ class DistillationStrategy(Strategy):
         self.teacher: DualEncoder | None = None
         self.last_terms: dict[str, float] = {}
 
-    def distillation_loss(self, audio: Tensor, text: Tensor, t_audio: Tensor,
-                          t_text: Tensor) -> dict[str, Tensor]:
+    def distillation_loss(self, audio: Tensor, text: Tensor, t_audio: Tensor, t_text: Tensor,
+                          positives: Tensor | None = None) -> dict[str, Tensor]:
+        """Loss terms by name; `positives` marks matching pairs of the batch (losses.py)."""
         raise NotImplementedError
 
     def before_backward(self, strategy, **kwargs) -> None:
         if self.teacher is None:
             return
+        wave, texts, _ = strategy.mbatch
         with torch.no_grad():
-            t_audio, t_text = self.teacher(*strategy.mbatch)
-        terms = self.distillation_loss(*strategy.mb_output, t_audio, t_text)
+            t_audio, t_text = self.teacher(wave, texts)
+        terms = self.distillation_loss(*strategy.mb_output, t_audio, t_text,
+                                       strategy.mb_positives)
         strategy.loss += sum(terms.values())
         self.last_terms = {k: float(v.detach()) for k, v in terms.items()}
 

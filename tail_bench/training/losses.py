@@ -1,4 +1,12 @@
-"""Losses shared by pretraining and every strategy (functional, batch-level)."""
+"""Losses shared by pretraining and every strategy (functional, batch-level).
+
+False negatives: a batch can hold several captions of one clip (Clotho has five) and
+identical caption strings (library labels). Such pairs are not negatives of each other.
+CHOICE: they are excluded from the negatives (their logits are masked out), and each
+row keeps its own pair as the one positive. `positives` is the (B, B) boolean matrix of
+pairs that match (same clip or same caption string; the diagonal included). Every loss
+built on an in-batch similarity matrix takes it, distillation included.
+"""
 
 from __future__ import annotations
 
@@ -7,29 +15,49 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def info_nce(audio: Tensor, text: Tensor, logit_scale: Tensor) -> Tensor:
+def positive_pairs(keys: Tensor, texts: list[str]) -> Tensor:
+    """(B, B) bool: i and j share a clip key or an identical caption string."""
+    ids: dict[str, int] = {}
+    caption = torch.tensor([ids.setdefault(t, len(ids)) for t in texts], device=keys.device)
+    return (keys[:, None] == keys[None, :]) | (caption[:, None] == caption[None, :])
+
+
+def _masked(logits: Tensor, positives: Tensor | None) -> Tensor:
+    """Off-diagonal positives set to -inf: neither target nor negative."""
+    if positives is None:
+        return logits
+    eye = torch.eye(len(logits), dtype=torch.bool, device=logits.device)
+    return logits.masked_fill(positives & ~eye, float("-inf"))
+
+
+def info_nce(audio: Tensor, text: Tensor, logit_scale: Tensor,
+             positives: Tensor | None = None) -> Tensor:
     """Symmetric InfoNCE over the in-batch similarity matrix (a2t and t2a, averaged)."""
-    logits = logit_scale.exp().clamp(max=100.0) * audio @ text.T
+    logits = _masked(logit_scale.exp().clamp(max=100.0) * audio.float() @ text.float().T,
+                     positives)
     labels = torch.arange(len(audio), device=audio.device)
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
 
 def kl_distill(student: Tensor, teacher: Tensor, temperature: float, dim: int = -1) -> Tensor:
-    """KL(teacher || student) of softmax(x / T) along `dim`, batch mean.
+    """KL(teacher || student) of softmax(x / T) along `dim`, batch mean; entries that are
+    -inf in both (masked positives) take no part.
 
     No T^2 factor: it keeps gradients comparable for T > 1 (Hinton), but the temperatures
     used on cosine similarities here are < 1, where it would shrink the term ~200x.
     """
-    log_s = F.log_softmax(student / temperature, dim=dim)
-    log_t = F.log_softmax(teacher.detach() / temperature, dim=dim)
-    kl = (log_t.exp() * (log_t - log_s)).sum(dim)
-    return kl.mean()
+    masked = ~torch.isfinite(teacher)
+    log_s = F.log_softmax(student.float() / temperature, dim=dim).masked_fill(masked, 0.0)
+    log_t = F.log_softmax(teacher.detach().float() / temperature, dim=dim).masked_fill(masked,
+                                                                                      0.0)
+    return (log_t.exp().masked_fill(masked, 0.0) * (log_t - log_s)).sum(dim).mean()
 
 
 def similarity_distillation(audio: Tensor, text: Tensor, t_audio: Tensor, t_text: Tensor,
-                            temperature: float) -> Tensor:
+                            temperature: float, positives: Tensor | None = None) -> Tensor:
     """Distil the in-batch similarity distributions: rows (a2t) and columns (t2a)."""
-    student, teacher = audio @ text.T, t_audio @ t_text.T
+    student = _masked(audio.float() @ text.float().T, positives)
+    teacher = _masked(t_audio.float() @ t_text.float().T, positives)
     return (kl_distill(student, teacher, temperature, dim=1)
             + kl_distill(student, teacher, temperature, dim=0)) / 2
 

@@ -4,6 +4,11 @@ Overrides what assumes classification (unpack, forward, criterion), the train lo
 (Avalanche drops the collate function for experiences without task labels) and the
 optimizer (built from the strategy's trainable parameters only, fresh AdamW per step, so a
 frozen teacher or frozen tower can never start training).
+
+A minibatch is (waveforms, captions, clip keys); `mb_positives` marks the pairs of the
+batch that match (same clip or same caption), which no loss treats as negatives. A
+non-finite loss stops training with `Diverged` naming the step, epoch and batch; the check
+reads the device every `check_every` batches (every batch on the CPU), not every step.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
 from torch.utils.data import DataLoader
 
+from tail_bench.errors import Diverged
 from tail_bench.models.dual import DualEncoder
 from tail_bench.streams.pairs import collate_pairs
-from tail_bench.training.losses import info_nce
+from tail_bench.training.losses import info_nce, positive_pairs
 from tail_bench.training.strategy import Strategy
 
 
@@ -27,8 +33,10 @@ class RetrievalTemplate(SupervisedTemplate):
     def __init__(self, *, model: DualEncoder, strategy: Strategy, lr: float,
                  weight_decay: float = 0.01, train_mb_size: int = 64, train_epochs: int = 1,
                  device: torch.device | str = "cpu", seed: int = 0, num_workers: int = 0,
-                 plugins: Sequence[SupervisedPlugin] = ()) -> None:
+                 plugins: Sequence[SupervisedPlugin] = (), check_every: int = 25) -> None:
         self.method, self.num_workers = strategy, num_workers
+        self.check_every = 1 if torch.device(device).type == "cpu" else check_every
+        self._batch, self._bad_at = 0, None
         self.lr, self.weight_decay, self.seed = lr, weight_decay, seed
         with warnings.catch_warnings():  # "no loggers": scoring is the shared evaluator's job
             warnings.simplefilter("ignore", UserWarning)
@@ -56,12 +64,44 @@ class RetrievalTemplate(SupervisedTemplate):
                                      num_workers=self.num_workers)
 
     def _unpack_minibatch(self) -> None:
-        wave, texts = self.mbatch
-        self.mbatch = (wave.to(self.device, non_blocking=True), texts)
+        wave, texts, keys = self.mbatch
+        keys = keys.to(self.device, non_blocking=True)
+        self.mbatch = (wave.to(self.device, non_blocking=True), texts, keys)
+        self.mb_positives = positive_pairs(keys, texts)
 
     def forward(self):
-        return self.model(*self.mbatch)
+        wave, texts, _ = self.mbatch
+        return self.model(wave, texts)
 
     def criterion(self):
         audio, text = self.mb_output
-        return info_nce(audio, text, self.model.logit_scale)
+        return info_nce(audio, text, self.model.logit_scale, self.mb_positives)
+
+    def _before_training_epoch(self, **kwargs) -> None:
+        self._batch, self._bad_at = 0, None
+        super()._before_training_epoch(**kwargs)
+
+    def backward(self) -> None:
+        """Note the first batch with a non-finite loss (on the device), then backward."""
+        self._batch += 1
+        bad = ~torch.isfinite(self.loss.detach()).all()
+        here = torch.full((), self._batch, device=bad.device)
+        self._bad_at = (torch.where(bad, here, torch.zeros_like(here)) if self._bad_at is None
+                        else torch.where((self._bad_at == 0) & bad, here, self._bad_at))
+        if self._batch % self.check_every == 0:
+            self._check_finite()
+        super().backward()
+
+    def _after_training_epoch(self, **kwargs) -> None:
+        self._check_finite()
+        super()._after_training_epoch(**kwargs)
+
+    def _check_finite(self) -> None:
+        if self._bad_at is None or not (batch := int(self._bad_at)):
+            return
+        exp = self.experience
+        step, name = exp.current_experience + 1, exp.dataset.dataset_name[0]
+        epoch = self.clock.train_exp_epochs + 1
+        raise Diverged(f"{self.method.name} diverged: non-finite loss in step {step} "
+                       f"({name}), epoch {epoch}, batch {batch}", step=step, epoch=epoch,
+                       batch=batch)

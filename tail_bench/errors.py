@@ -1,0 +1,24 @@
+"""Errors a user can fix: the CLI prints them as one line. Anything else is a bug (or an
+error inside a plugin) and keeps its traceback."""
+
+from __future__ import annotations
+
+
+class TailBenchError(Exception):
+    """Base of every error whose message tells the user what to change."""
+
+
+class ConfigError(TailBenchError, ValueError):
+    """A bad option value; the message names the option and what is expected."""
+
+
+class Diverged(TailBenchError):
+    """A method's loss or embeddings became non-finite; the run goes on with the next one."""
+
+    def __init__(self, message: str, **where: int | str) -> None:
+        super().__init__(message)
+        self.where = where
+
+
+class Interrupted(TailBenchError):
+    """Ctrl-C during a run: the finished steps are on disk."""
