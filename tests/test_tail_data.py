@@ -115,9 +115,10 @@ def test_cache_matches_decoding_and_goes_stale(tmp_path, clean_root):
     assert src.build_cache(progress=False) == []
     again = AudioFiles(files, sample_rate=16_000, seconds=1.0, cache=tmp_path / "c" / "clotho")
     assert again.cache_is_fresh() and again._array is not None
-    # 16-bit PCM cache: within half a 16-bit step of decoding
-    np.testing.assert_allclose(np.stack(direct), np.stack([again[i] for i in range(len(again))]),
-                               atol=1 / 65536, rtol=0)
+    # the cache serves 16-bit PCM: within half a 16-bit step of decoding
+    cached = np.stack([again[i] for i in range(len(again))])
+    assert cached.dtype == np.int16
+    np.testing.assert_allclose(np.stack(direct), cached / 32768, atol=1 / 65536, rtol=0)
     other = AudioFiles(files, sample_rate=22_050, seconds=1.0, cache=tmp_path / "c" / "clotho")
     assert not other.cache_is_fresh()  # keyed by the front end's settings
     sf.write(files[0], np.zeros(1000, dtype=np.float32), 44_100)

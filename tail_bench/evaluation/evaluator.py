@@ -20,6 +20,7 @@ from tail_bench.evaluation import bootstrap
 from tail_bench.evaluation.bootstrap import ClipScores
 from tail_bench.evaluation.retrieval import bidirectional_metrics
 from tail_bench.models.dual import DualEncoder
+from tail_bench.runtime import autocast
 from tail_bench.streams.pairs import collate_pairs
 
 # dataset -> direction -> metric -> {"value": float, "ci95": [low, high]}
@@ -58,9 +59,9 @@ def score_set(audio: torch.Tensor, text: torch.Tensor, owner: torch.Tensor, *,
 
 class RetrievalEvaluator:
     def __init__(self, *, batch_size: int = 128, chunk: int = 1024, num_workers: int = 0,
-                 progress: bool = True) -> None:
+                 progress: bool = True, precision: str = "fp32") -> None:
         self.batch_size, self.chunk, self.progress = batch_size, chunk, progress
-        self.num_workers = num_workers
+        self.num_workers, self.precision = num_workers, precision
 
     @torch.no_grad()
     def embed(self, model: DualEncoder, dataset) -> tuple[torch.Tensor, torch.Tensor,
@@ -73,16 +74,19 @@ class RetrievalEvaluator:
         clips = sorted(first)
         position = {c: i for i, c in enumerate(clips)}
         name = dataset.dataset_name[0]
+        cuda = model.device.type == "cuda"
         loader = DataLoader(dataset.subset([first[c] for c in clips]),
                             batch_size=self.batch_size, collate_fn=collate_pairs,
-                            num_workers=self.num_workers)
-        audio = [model.encode_audio(batch[0].to(model.device)) for batch in
-                 tqdm(loader, desc=f"eval {name} audio", leave=False, disable=not self.progress)]
-        captions = list(dataset.caption)
-        distinct = sorted(set(captions))
-        row_of = {c: i for i, c in enumerate(distinct)}
-        text = torch.cat([model.encode_text(distinct[i:i + self.batch_size])
-                          for i in range(0, len(distinct), self.batch_size)])
+                            num_workers=self.num_workers, pin_memory=cuda)
+        with autocast(model.device, self.precision):
+            audio = [model.encode_audio(batch[0].to(model.device, non_blocking=True)).float()
+                     for batch in tqdm(loader, desc=f"eval {name} audio", leave=False,
+                                       disable=not self.progress)]
+            captions = list(dataset.caption)
+            distinct = sorted(set(captions))
+            row_of = {c: i for i, c in enumerate(distinct)}
+            text = torch.cat([model.encode_text(distinct[i:i + self.batch_size]).float()
+                              for i in range(0, len(distinct), self.batch_size)])
         text = text[torch.tensor([row_of[c] for c in captions], device=text.device)]
         owner = torch.tensor([position[int(c)] for c in clip_index], device=model.device)
         return torch.cat(audio), text, owner

@@ -55,15 +55,27 @@ class DualEncoder(nn.Module):
         skip = set() if self.prompter is None else {id(p) for p in self.prompter.parameters()}
         return [p for p in self.parameters() if id(p) not in skip]
 
-    def encode_audio(self, wave: Tensor) -> Tensor:
-        features = self.audio.features(wave)
+    def inputs(self, wave: Tensor, texts: list[str]) -> tuple[Tensor, dict[str, Tensor]]:
+        """The towers' inputs: audio features (the front-end, run once per batch) and tokens.
+        Every model built from the same backbone shares them (a frozen teacher included)."""
+        return self.audio.features(wave), self.text.tokenize(texts, self.device)
+
+    def embed_audio(self, features: Tensor) -> Tensor:
         prefix = None if self.prompter is None else self.prompter.audio(self, features)
         return F.normalize(self.audio_head(self.audio(features, prefix=prefix)), dim=-1)
 
-    def encode_text(self, texts: list[str]) -> Tensor:
-        tokens = self.text.tokenize(texts, self.device)
+    def embed_text(self, tokens: dict[str, Tensor]) -> Tensor:
         prefix, post = (None, None) if self.prompter is None else self.prompter.text(self, tokens)
         return F.normalize(self.text_head(self.text(tokens, prefix=prefix, post=post)), dim=-1)
 
+    def embed(self, features: Tensor, tokens: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        return self.embed_audio(features), self.embed_text(tokens)
+
+    def encode_audio(self, wave: Tensor) -> Tensor:
+        return self.embed_audio(self.audio.features(wave))
+
+    def encode_text(self, texts: list[str]) -> Tensor:
+        return self.embed_text(self.text.tokenize(texts, self.device))
+
     def forward(self, wave: Tensor, texts: list[str]) -> tuple[Tensor, Tensor]:
-        return self.encode_audio(wave), self.encode_text(texts)
+        return self.embed(*self.inputs(wave, texts))

@@ -24,6 +24,8 @@ import torchaudio
 import torchaudio.compliance.kaldi as kaldi
 from torch import Tensor, nn
 
+from tail_bench.runtime import pcm_to_float
+
 
 def expect_features(features: Tensor, dims: int) -> None:
     """Towers take features, not waves (their `forward` before the split did): say so."""
@@ -34,9 +36,11 @@ def expect_features(features: Tensor, dims: int) -> None:
 
 class FrontEnd(nn.Module):
     """No autograd and no autocast whatever the caller runs under: the wave needs no gradient,
-    and autocast would run the mel matmul in fp16, where power spectra overflow."""
+    and autocast would run the mel matmul in fp16, where power spectra overflow. A wave may
+    arrive as 16-bit PCM (the decoded-audio cache), converted here, on its device."""
 
     def forward(self, wave: Tensor) -> Tensor:
+        wave = pcm_to_float(wave)
         with torch.no_grad(), torch.autocast(wave.device.type, enabled=False):
             return self.compute(wave)
 

@@ -26,6 +26,7 @@ from transformers.masking_utils import create_bidirectional_mask
 from tail_bench.models.dual import DualEncoder
 from tail_bench.models.encoder import Prompt, post_slots, put_at
 from tail_bench.models.frontends import FrontEnd, expect_features, frontend_for
+from tail_bench.runtime import to_device
 
 
 def _shallow(*prompts: Prompt) -> None:
@@ -59,8 +60,8 @@ class HFTextTower(nn.Module):
     def tokenize(self, texts: list[str], device: torch.device | str) -> dict[str, Tensor]:
         enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
                              return_tensors="pt")
-        return {"input_ids": enc["input_ids"].to(device),
-                "attention_mask": enc["attention_mask"].to(device)}
+        return {"input_ids": to_device(enc["input_ids"], device),
+                "attention_mask": to_device(enc["attention_mask"], device)}
 
     def forward(self, tokens: dict[str, Tensor], *, prefix: Prompt = None,
                 post: Prompt = None) -> Tensor:

@@ -66,7 +66,7 @@ def pretrain(model: DualEncoder, cfg: BackboneConfig, *, device: torch.device,
         for _ in range(cfg.pretrain_epochs):
             for wave, texts, keys in loader:
                 a, t = model(wave.to(device), texts)
-                loss = info_nce(a, t, model.logit_scale, positive_pairs(keys.to(device), texts))
+                loss = info_nce(a, t, model.logit_scale, positive_pairs(keys.to(device)))
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

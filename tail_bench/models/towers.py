@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from tail_bench.models.configs import BackboneConfig
 from tail_bench.models.encoder import Prompt, PromptableEncoder
 from tail_bench.models.frontends import LogMel, expect_features
+from tail_bench.runtime import to_device
 
 SPECIALS = ("[PAD]", "[UNK]")
 _TOKEN = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
@@ -59,7 +60,8 @@ class WordTokenizer:
         ids = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)
         for i, r in enumerate(rows):
             ids[i, : len(r)] = torch.tensor(r)
-        return {"ids": ids.to(device), "pad": (ids == 0).to(device)}
+        ids = to_device(ids, device)
+        return {"ids": ids, "pad": ids == 0}
 
 
 class TextTower(nn.Module):

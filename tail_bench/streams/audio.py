@@ -26,9 +26,9 @@ import torchaudio
 from tqdm.auto import tqdm
 
 from tail_bench.reporting.io import atomic_write_json
+from tail_bench.runtime import PCM_SCALE
 
 CACHE_VERSION = 2  # 2: int16 PCM (1: float32)
-PCM_SCALE = 32768
 
 
 class AudioError(ValueError):
@@ -72,7 +72,9 @@ def _manifest(paths: Sequence[Path], sample_rate: int, seconds: float) -> dict:
 
 
 class AudioFiles:
-    """Indexable clip source over audio files; reads the cache when it is fresh."""
+    """Indexable clip source over audio files; reads the cache when it is fresh. A clip is
+    float32 when decoded and 16-bit PCM when it comes from the cache: it stays PCM until the
+    model's front-end converts it on the device."""
 
     def __init__(self, paths: Sequence[Path], *, sample_rate: int, seconds: float,
                  cache: Path | None = None) -> None:
@@ -87,7 +89,7 @@ class AudioFiles:
 
     def __getitem__(self, i: int) -> np.ndarray:
         if self._array is not None:
-            return self._array[i].astype(np.float32) / PCM_SCALE  # the read happens here
+            return np.array(self._array[i])  # int16 PCM: the read happens here, not later
         return load_clip(self.paths[i], sample_rate=self.sample_rate, seconds=self.seconds)
 
     def cache_is_fresh(self) -> bool:

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from tail_bench.runtime import pcm_to_float
+
 
 @dataclass
 class PairSet:
@@ -62,6 +64,11 @@ def clip_key(dataset: str, clip: int) -> int:
     return zlib.crc32(f"{dataset}/{clip}".encode()) & 0x7FFFFFFF
 
 
+def caption_key(caption: str) -> int:
+    """A stable integer per caption string: identical strings match."""
+    return zlib.crc32(caption.encode()) & 0x7FFFFFFF
+
+
 class _PairRows(Dataset):
     def __init__(self, pairs: PairSet) -> None:
         self.pairs = pairs
@@ -71,12 +78,19 @@ class _PairRows(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, str, int]:
         c = self.pairs.caption_clip[i]
-        wave = torch.as_tensor(np.asarray(self.pairs.clips[c], dtype=np.float32))
+        clip = np.asarray(self.pairs.clips[c])
+        wave = torch.from_numpy(clip if clip.dtype == np.int16 else clip.astype(np.float32))
         return wave, self.pairs.captions[i], clip_key(self.pairs.dataset, c)
 
 
 def collate_pairs(batch: list[tuple[torch.Tensor, str, int]]
                   ) -> tuple[torch.Tensor, list[str], torch.Tensor]:
-    """Stack equal-length clips; captions stay strings (the model tokenizes them)."""
-    waves, texts, keys = zip(*batch, strict=True)
-    return torch.stack(list(waves)), list(texts), torch.tensor(keys)
+    """Stack equal-length clips (16-bit PCM stays PCM unless the batch mixes formats);
+    captions stay strings (the model tokenizes them). Keys (B, 2): clip key and caption key,
+    what the losses need to tell matching pairs, made here so they reach the device without
+    a host sync."""
+    waves, texts, clips = zip(*batch, strict=True)
+    if len({w.dtype for w in waves}) > 1:
+        waves = [pcm_to_float(w) for w in waves]
+    keys = torch.tensor([[c, caption_key(t)] for c, t in zip(clips, texts, strict=True)])
+    return torch.stack(list(waves)), list(texts), keys

@@ -36,9 +36,8 @@ class DistillationStrategy(Strategy):
     def before_backward(self, strategy, **kwargs) -> None:
         if self.teacher is None:
             return
-        wave, texts, _ = strategy.mbatch
-        with torch.no_grad():
-            t_audio, t_text = self.teacher(wave, texts)
+        with torch.no_grad(), strategy.autocast():
+            t_audio, t_text = self.teacher.embed(*strategy.mb_inputs)  # the batch's features
         terms = self.distillation_loss(*strategy.mb_output, t_audio, t_text,
                                        strategy.mb_positives)
         strategy.loss += sum(terms.values())

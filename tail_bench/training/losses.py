@@ -14,12 +14,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from tail_bench.streams.pairs import caption_key
 
-def positive_pairs(keys: Tensor, texts: list[str]) -> Tensor:
-    """(B, B) bool: i and j share a clip key or an identical caption string."""
-    ids: dict[str, int] = {}
-    caption = torch.tensor([ids.setdefault(t, len(ids)) for t in texts], device=keys.device)
-    return (keys[:, None] == keys[None, :]) | (caption[:, None] == caption[None, :])
+
+def positive_pairs(keys: Tensor, texts: list[str] | None = None) -> Tensor:
+    """(B, B) bool: i and j share a clip or an identical caption string. `keys` (B, 2) holds
+    a clip key and a caption key per row, as `collate_pairs` makes them; or give clip keys
+    (B,) and the caption strings."""
+    if texts is not None:
+        keys = torch.stack([keys, torch.tensor([caption_key(t) for t in texts],
+                                               device=keys.device)], 1)
+    same = keys[:, None, :] == keys[None, :, :]
+    return same[..., 0] | same[..., 1]
 
 
 def _masked(logits: Tensor, positives: Tensor | None) -> Tensor:

@@ -21,7 +21,8 @@ class ProgressBar(SupervisedPlugin):
 
     def after_training_iteration(self, strategy, **kwargs) -> None:
         self.bar.update()
-        self.bar.set_postfix(loss=f"{strategy.loss.item():.3f}")
+        if self.enabled and self.bar.n % 25 == 1:  # reading the loss syncs the device
+            self.bar.set_postfix(loss=f"{strategy.loss.item():.3f}")
 
     def after_training_epoch(self, strategy, **kwargs) -> None:
         self.bar.close()

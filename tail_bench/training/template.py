@@ -5,10 +5,15 @@ Overrides what assumes classification (unpack, forward, criterion), the train lo
 optimizer (built from the strategy's trainable parameters only, fresh AdamW per step, so a
 frozen teacher or frozen tower can never start training).
 
-A minibatch is (waveforms, captions, clip keys); `mb_positives` marks the pairs of the
-batch that match (same clip or same caption), which no loss treats as negatives. A
-non-finite loss stops training with `Diverged` naming the step, epoch and batch; the check
-reads the device every `check_every` batches (every batch on the CPU), not every step.
+A minibatch is (waveforms, captions, keys); `mb_positives` marks the pairs of the batch
+that match (same clip or same caption), which no loss treats as negatives, and `mb_inputs`
+holds the towers' inputs (audio features, tokens), computed once per batch and shared by
+every pass over it (a distillation teacher's included). `autocast()` is the run's
+precision; losses are computed in fp32, and fp16 steps go through a GradScaler.
+
+The GPU stays fed: pinned, non-blocking copies, persistent loader workers, and no host
+sync per step. A non-finite loss stops training with `Diverged` naming the step, epoch and
+batch; the check reads the device every `check_every` batches (every batch on the CPU).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from tail_bench.errors import Diverged
 from tail_bench.models.dual import DualEncoder
+from tail_bench.runtime import autocast
 from tail_bench.streams.pairs import collate_pairs
 from tail_bench.training.losses import info_nce, positive_pairs
 from tail_bench.training.strategy import Strategy
@@ -33,9 +39,12 @@ class RetrievalTemplate(SupervisedTemplate):
     def __init__(self, *, model: DualEncoder, strategy: Strategy, lr: float,
                  weight_decay: float = 0.01, train_mb_size: int = 64, train_epochs: int = 1,
                  device: torch.device | str = "cpu", seed: int = 0, num_workers: int = 0,
-                 plugins: Sequence[SupervisedPlugin] = (), check_every: int = 25) -> None:
-        self.method, self.num_workers = strategy, num_workers
-        self.check_every = 1 if torch.device(device).type == "cpu" else check_every
+                 plugins: Sequence[SupervisedPlugin] = (), check_every: int = 25,
+                 precision: str = "fp32") -> None:
+        self.method, self.num_workers, self.precision = strategy, num_workers, precision
+        device = torch.device(device)
+        self.check_every = 1 if device.type == "cpu" else check_every
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self._batch, self._bad_at = 0, None
         self.lr, self.weight_decay, self.seed = lr, weight_decay, seed
         with warnings.catch_warnings():  # "no loggers": scoring is the shared evaluator's job
@@ -59,19 +68,26 @@ class RetrievalTemplate(SupervisedTemplate):
 
     def make_train_dataloader(self, shuffle: bool = True, **kwargs) -> None:
         gen = torch.Generator().manual_seed(self.seed * 1000 + self.experience.current_experience)
+        cuda = torch.device(self.device).type == "cuda"
         self.dataloader = DataLoader(self.adapted_dataset, batch_size=self.train_mb_size,
                                      shuffle=shuffle, collate_fn=collate_pairs, generator=gen,
-                                     num_workers=self.num_workers)
+                                     num_workers=self.num_workers, pin_memory=cuda,
+                                     persistent_workers=self.num_workers > 0)
+
+    def autocast(self):
+        return autocast(self.device, self.precision)
 
     def _unpack_minibatch(self) -> None:
         wave, texts, keys = self.mbatch
         keys = keys.to(self.device, non_blocking=True)
         self.mbatch = (wave.to(self.device, non_blocking=True), texts, keys)
-        self.mb_positives = positive_pairs(keys, texts)
+        self.mb_positives = positive_pairs(keys)
 
     def forward(self):
         wave, texts, _ = self.mbatch
-        return self.model(wave, texts)
+        self.mb_inputs = self.model.inputs(wave, texts)
+        with self.autocast():
+            return self.model.embed(*self.mb_inputs)
 
     def criterion(self):
         audio, text = self.mb_output
@@ -90,7 +106,11 @@ class RetrievalTemplate(SupervisedTemplate):
                         else torch.where((self._bad_at == 0) & bad, here, self._bad_at))
         if self._batch % self.check_every == 0:
             self._check_finite()
-        super().backward()
+        self.scaler.scale(self.loss).backward()
+
+    def optimizer_step(self) -> None:
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
 
     def _after_training_epoch(self, **kwargs) -> None:
         self._check_finite()
