@@ -28,14 +28,14 @@ def read_all(src: AudioFiles) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--clips", type=int, default=1000)
     p.add_argument("--seconds", type=float, default=10.0, help="clip length the model reads")
     p.add_argument("--file-seconds", type=float, default=15.0, help="length of each file")
     p.add_argument("--format", default="wav", choices=["wav", "flac"])
     p.add_argument("--rate", type=int, default=16_000, help="the backbone's sample rate")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         paths = []

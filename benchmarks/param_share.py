@@ -40,7 +40,7 @@ def count(model_factory) -> dict[str, tuple[int, int]]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     backbones = {
         "synth-small (embedded)": lambda: build_backbone("synth-small", progress=False),
         "HTS-AT + BERT-base, heads 1024-1024": lambda: htsat_bert_base(1024),

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from tail_bench.evaluation import cl_metrics
-from tail_bench.reporting.io import atomic_write_json, atomic_write_text
 from tail_bench.reporting.results import load_run
 from tail_bench.reporting.tables import matrix
 from tail_bench.runner import RunConfig, run
+from tail_bench.storage import atomic_write_json, atomic_write_text
 
 
 def load_grid(path: Path) -> dict:
@@ -51,12 +51,12 @@ def score(run_dir: Path, select: dict) -> tuple[float, dict]:
         k: summary.get(k) for k in ("final_average", "learning_accuracy", "mean_forgetting")}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("grid", type=Path)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--methods", nargs="+", help="default: the grid's order")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     grid = load_grid(a.grid)
     select, sees = grid["select"], grid["select"].get("sees", "all")
     order = None

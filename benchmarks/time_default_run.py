@@ -24,12 +24,12 @@ def timed_run(args: list[str], env: dict[str, str], out: Path) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--strategy", default="finetune")
     p.add_argument("--baselines", default="")
     p.add_argument("--preset", default="default")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     args = ["--strategy", a.strategy, "--preset", a.preset]
     if a.baselines:
         args += ["--baselines", a.baselines]
@@ -38,7 +38,7 @@ def main() -> None:
         cold = timed_run(args, env, Path(tmp) / "cold")
         warm = timed_run(args, env, Path(tmp) / "warm")
         run = json.loads((Path(tmp) / "warm" / "run.json").read_text())
-    print(f"preset {a.preset}, methods {run['config']['methods']}, torch threads "
+    print(f"preset {a.preset}, methods {run['resolved']['methods']}, torch threads "
           f"{os.environ.get('OMP_NUM_THREADS', 'default')}")
     print(f"wall time cold (includes pretraining): {cold:.1f} s")
     print(f"wall time warm (cached backbone):      {warm:.1f} s")

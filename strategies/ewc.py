@@ -14,9 +14,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from tail_bench.losses import info_nce, positive_pairs
 from tail_bench.models.dual import DualEncoder
 from tail_bench.streams.pairs import collate_pairs
-from tail_bench.training.losses import info_nce, positive_pairs
 from tail_bench.training.strategy import Strategy
 
 
@@ -44,9 +44,9 @@ class EWC(Strategy):
                 total = total + (self.importance[name] * (p - self.anchor[name]) ** 2).sum()
         return self.options.lambda_ewc / 2 * total
 
-    def before_backward(self, strategy, **kwargs) -> None:
+    def before_backward(self, template, **kwargs) -> None:
         if self.anchor:
-            strategy.loss += self.penalty(strategy.model)
+            template.add_loss("ewc", self.penalty(template.model))
 
     def fisher(self, model: DualEncoder, dataset, batch_size: int) -> dict[str, Tensor]:
         params = {n: p for n, p in model.named_parameters() if p.requires_grad}
@@ -67,9 +67,9 @@ class EWC(Strategy):
         scale = torch.cat([f.flatten() for f in fisher.values()]).mean().clamp(min=1e-20)
         return {n: f / scale for n, f in fisher.items()}
 
-    def after_training_exp(self, strategy, **kwargs) -> None:
-        model = strategy.model
-        new = self.fisher(model, strategy.experience.dataset, strategy.train_mb_size)
+    def after_training_exp(self, template, **kwargs) -> None:
+        model = template.model
+        new = self.fisher(model, template.experience.dataset, template.train_mb_size)
         d = self.options.decay
         self.importance = {n: d * self.importance[n] + f if n in self.importance else f
                            for n, f in new.items()}

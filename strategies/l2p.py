@@ -100,11 +100,11 @@ class L2P(Strategy):
     def learning_rate(self, run_lr: float) -> float:
         return self.options.lr or run_lr
 
-    def before_backward(self, strategy, **kwargs) -> None:
+    def before_backward(self, template, **kwargs) -> None:
         sims = [p.key_similarity for p in (self.prompter.audio_pool, self.prompter.text_pool)]
-        strategy.loss -= self.options.lambda_key * sum(sims) / 2
+        template.add_loss("key", -self.options.lambda_key * sum(sims) / 2)
 
-    def after_training_exp(self, strategy, **kwargs) -> None:
+    def after_training_exp(self, template, **kwargs) -> None:
         step = {}
         for name, pool in (("audio", self.prompter.audio_pool),
                            ("text", self.prompter.text_pool)):

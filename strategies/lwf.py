@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from tail_bench.losses import similarity_distillation
 from tail_bench.training.distill import DistillationStrategy
-from tail_bench.training.losses import similarity_distillation
 
 
 @dataclass

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from tail_bench.errors import ConfigError
+from tail_bench.losses import feature_distillation, similarity_distillation
 from tail_bench.models.dual import DualEncoder
 from tail_bench.training.distill import DistillationStrategy
-from tail_bench.training.losses import feature_distillation, similarity_distillation
 
 
 @dataclass
@@ -70,7 +71,7 @@ class PTAT(DistillationStrategy):
         if o.deep:
             layers = getattr(model.audio, "depth", 0)
             if not layers or layers != getattr(model.text, "depth", -1):
-                raise ValueError("--opt ptat.deep=true needs towers with deep-prompt support "
+                raise ConfigError("--opt ptat.deep=true needs towers with deep-prompt support "
                                  "and equal depth")
         for p in model.parameters():
             p.requires_grad_(False)

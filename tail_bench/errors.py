@@ -12,6 +12,18 @@ class ConfigError(TailBenchError, ValueError):
     """A bad option value; the message names the option and what is expected."""
 
 
+class DataError(TailBenchError, ValueError):
+    """Bad data under --data-root (or a bad cache of it); the message names file and row."""
+
+
+class BackboneError(TailBenchError, ValueError):
+    """A checkpoint directory that cannot be used; the message names the file."""
+
+
+class RunFileError(TailBenchError, ValueError):
+    """A run directory or run file that cannot be read; the message names the file."""
+
+
 class Diverged(TailBenchError):
     """A method's loss or embeddings became non-finite; the run goes on with the next one."""
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from tail_bench.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -22,11 +24,11 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("quick", (96, 32, 96, 96), 16, 40, 2, 32, 5e-4, "synth-tiny"),
-    Preset("default", (1000, 300, 800, 1000), 100, 200, 4, 64, 3e-4, "synth-small"),
+    Preset("default", (1000, 300, 800, 1000), 200, 500, 4, 64, 3e-4, "synth-small"),
 ]}
 
 
 def get_preset(name: str) -> Preset:
     if name not in PRESETS:
-        raise KeyError(f"unknown preset {name!r}: expected one of {sorted(PRESETS)}")
+        raise ConfigError(f"--preset {name}: unknown preset; expected one of {sorted(PRESETS)}")
     return PRESETS[name]

@@ -12,11 +12,10 @@ per method: wall time, peak memory and the parameters it trains.
 from __future__ import annotations
 
 import copy
-import math
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,84 +23,23 @@ import numpy as np
 import torch
 
 import tail_bench
+from tail_bench.config import RunConfig
 from tail_bench.errors import ConfigError, Diverged, Interrupted
 from tail_bench.evaluation.evaluator import Evaluation, RetrievalEvaluator
 from tail_bench.evaluation.retrieval import NonFiniteScores
 from tail_bench.models.builder import build_backbone
 from tail_bench.presets import get_preset
 from tail_bench.reporting.cost import CostMeter
-from tail_bench.reporting.results import RUN_FILE, RunStore
-from tail_bench.runtime import PRECISIONS, resolve_precision
+from tail_bench.reporting.loggers import RunLoggers, check_wandb
+from tail_bench.reporting.results import RunStore
+from tail_bench.runtime import resolve_precision
 from tail_bench.streams.registry import build_stream, check_stream_args
 from tail_bench.streams.stream import Stream
+from tail_bench.training.loss_log import LossLogger
 from tail_bench.training.progress import ProgressBar
 from tail_bench.training.registry import available_strategies
 from tail_bench.training.strategy import parse_options
 from tail_bench.training.template import RetrievalTemplate
-
-
-@dataclass
-class RunConfig:
-    strategy: str
-    baselines: list[str] = field(default_factory=list)
-    benchmark: str = "tail-synth"
-    preset: str = "default"
-    epochs: int | None = None
-    lr: float | None = None
-    batch_size: int | None = None
-    seeds: list[int] = field(default_factory=lambda: [0])
-    data_seed: int | None = None  # None: each seed also draws its own tail-synth data
-    device: str = "auto"
-    out: Path | None = None
-    backbone: str | None = None
-    order: list[str] | None = None
-    length: int | None = None
-    options: dict[str, dict[str, str]] = field(default_factory=dict)
-    plugins: list[str] = field(default_factory=list)
-    data_root: Path | None = None
-    eval_split: str = "test"
-    on_error: str = "fail"
-    audiocaps_patterns: list[str] | None = None
-    workers: int = 0
-    precision: str = "auto"  # auto: fp32 on CPU, bf16 on CUDA (tail_bench.runtime)
-    eval_batch_size: int | None = None  # None: 256 on CUDA, else max(batch size, 64)
-    progress: bool = True
-
-    def check(self) -> None:
-        """Every option that can be checked without work; messages name the option."""
-        def need(ok: bool, option: str, value: Any, expected: str) -> None:
-            if not ok:
-                raise ConfigError(f"{option} {value}: expected {expected}")
-
-        for option, value, low in (("--epochs", self.epochs, 1), ("--batch-size",
-                                                                    self.batch_size, 2)):
-            need(value is None or (isinstance(value, int) and value >= low), option, value,
-                 f"an integer >= {low}")
-        need(self.lr is None or (math.isfinite(self.lr) and self.lr > 0), "--lr", self.lr,
-             "a finite number > 0")
-        need(bool(self.seeds), "--seeds", "(none)", "at least one seed")
-        need(all(isinstance(s, int) and s >= 0 for s in self.seeds), "--seeds",
-             " ".join(map(str, self.seeds)), "integers >= 0")
-        need(len(set(self.seeds)) == len(self.seeds), "--seeds", " ".join(map(str, self.seeds)),
-             "distinct seeds")
-        need(self.data_seed is None or self.data_seed >= 0, "--data-seed", self.data_seed,
-             "an integer >= 0")
-        need(self.workers >= 0, "--workers", self.workers, "an integer >= 0")
-        need(self.eval_batch_size is None or self.eval_batch_size >= 1, "--eval-batch-size",
-             self.eval_batch_size, "an integer >= 1")
-        need(self.precision in ("auto", *PRECISIONS), "--precision", self.precision,
-             f"auto or one of {', '.join(PRECISIONS)}")
-        need(self.eval_split in ("test", "val"), "--eval-split", self.eval_split, "test or val")
-        need(self.on_error in ("fail", "skip"), "--on-error", self.on_error, "fail or skip")
-        need(self.length is None or self.length >= 1, "--length", self.length,
-             "an integer >= 1")
-        if self.data_root is not None and not Path(self.data_root).is_dir():
-            raise ConfigError(f"--data-root {self.data_root}: not a directory "
-                              "(see docs/datasets.md for the layout)")
-        if self.out is not None and (Path(self.out) / RUN_FILE).exists():
-            raise ConfigError(f"--out {self.out}: {Path(self.out) / RUN_FILE} exists; "
-                              "pick a new --out or move it")
-        resolve_device(self.device)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -179,59 +117,81 @@ def resolve(cfg: RunConfig, preset) -> Settings:
 
 def run(cfg: RunConfig) -> Path:
     cfg.check()
+    resolve_device(cfg.device)
     known = available_strategies(cfg.plugins)
     methods = method_list(cfg.strategy, cfg.baselines, known)
     for owner, opts in cfg.options.items():
         if owner not in known:
             raise ConfigError(f"--opt {owner}.…: no strategy {owner!r}; expected one of "
                               f"{sorted(known)}")
+        if owner not in methods:
+            raise ConfigError(f"--opt {owner}.…: {owner} is not in this run (methods: "
+                              f"{', '.join(methods)}); add it to --baselines or drop the option")
         parse_options(known[owner].Options, opts, owner=owner)
     preset = get_preset(cfg.preset)
     check_stream_args(cfg.benchmark, data_root=cfg.data_root, length=cfg.length,
                       order=cfg.order)
     run_as = resolve(cfg, preset)
+    check_wandb(cfg.wandb)
     backbone_name = cfg.backbone or preset.backbone
     base = build_backbone(backbone_name, device=run_as.device, progress=cfg.progress)
     out = cfg.out or Path("results/runs") / time.strftime("%Y%m%d-%H%M%S")
     data_seeds = {s: s if cfg.data_seed is None else cfg.data_seed for s in cfg.seeds}
-    config = {**asdict(cfg), "out": str(out), "data_root": cfg.data_root and str(cfg.data_root),
-              "methods": methods, "epochs": run_as.epochs, "lr": run_as.lr,
-              "batch_size": run_as.batch, "eval_batch_size": run_as.eval_batch,
-              "device": str(run_as.device), "precision": run_as.precision,
-              "backbone": backbone_name, "preset_sizes": preset.as_dict(),
-              "data_seeds": data_seeds}
+    resolved = {"out": str(out), "methods": methods, "epochs": run_as.epochs, "lr": run_as.lr,
+                "batch_size": run_as.batch, "eval_batch_size": run_as.eval_batch,
+                "device": str(run_as.device), "precision": run_as.precision,
+                "backbone": backbone_name, "preset_sizes": preset.as_dict(),
+                "data_seeds": data_seeds}
     evaluator = RetrievalEvaluator(batch_size=run_as.eval_batch, num_workers=cfg.workers,
                                    progress=cfg.progress, precision=run_as.precision)
     store: RunStore | None = None
+    loggers: RunLoggers | None = None
     stream, built_for = None, None
-    for seed in cfg.seeds:
-        if data_seeds[seed] != built_for:
-            built_for = data_seeds[seed]
-            stream = None  # free the previous data first
-            stream = build_stream(cfg.benchmark, preset=preset, seed=built_for,
-                                  order=cfg.order, length=cfg.length, data_root=cfg.data_root,
-                                  clip_seconds=base.meta["clip_seconds"],
-                                  sample_rate=base.meta["sample_rate"], on_error=cfg.on_error,
-                                  audiocaps_patterns=cfg.audiocaps_patterns)
-            with CostMeter(run_as.device) as ev:
-                zero_shot = evaluator.evaluate(base, stream.benchmark(
-                    eval_split=cfg.eval_split).test_stream)
-            zero_seconds = ev.seconds
-        if store is None:
-            store = RunStore(out, {"suite": f"tail-bench {tail_bench.__version__}",
-                                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                   "command": sys.argv, "config": config,
-                                   "stream": stream.describe()})
-        for name in methods:
-            run_method(store, known[name], base=base, stream=stream, evaluator=evaluator,
-                       zero_shot=zero_shot, zero_seconds=zero_seconds, seed=seed,
-                       data_seed=built_for, run_as=run_as, options=cfg.options.get(name, {}))
+    try:
+        for seed in cfg.seeds:
+            if data_seeds[seed] != built_for:
+                built_for = data_seeds[seed]
+                stream = None  # free the previous data first
+                stream = build_stream(cfg.benchmark, preset=preset, seed=built_for,
+                                      order=cfg.order, length=cfg.length,
+                                      data_root=cfg.data_root,
+                                      clip_seconds=base.meta["clip_seconds"],
+                                      sample_rate=base.meta["sample_rate"],
+                                      on_error=cfg.on_error,
+                                      audiocaps_patterns=cfg.audiocaps_patterns)
+                with CostMeter(run_as.device) as ev:
+                    zero_shot = evaluator.evaluate(base, stream.benchmark(
+                        eval_split=cfg.eval_split).test_stream)
+                zero_seconds = ev.seconds
+            if store is None:
+                store = RunStore(out, {"suite": f"tail-bench {tail_bench.__version__}",
+                                       "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                       "command": sys.argv, "config": cfg.as_dict(),
+                                       "resolved": resolved, "stream": stream.describe()})
+                loggers = RunLoggers(out, tensorboard=cfg.tensorboard, wandb=cfg.wandb,
+                                     config=cfg.as_dict())
+            for name in methods:
+                run_method(store, known[name], base=base, stream=stream, evaluator=evaluator,
+                           zero_shot=zero_shot, zero_seconds=zero_seconds, seed=seed,
+                           data_seed=built_for, run_as=run_as, loggers=loggers,
+                           options=cfg.options.get(name, {}))
+    finally:
+        if loggers is not None:
+            loggers.close()
     return out
+
+
+def log_scores(loggers: RunLoggers, tag: str, result: Evaluation, step: int) -> None:
+    for ds, dirs in result.scores.items():
+        for direction, metrics in dirs.items():
+            loggers.scalar(f"{tag}/R@1_{direction}/{ds}", metrics["R@1"]["value"], step)
+    loggers.flush()
 
 
 def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: RetrievalEvaluator,
                zero_shot: Evaluation, zero_seconds: float, seed: int, data_seed: int,
-               run_as: Settings, options: dict[str, Any]) -> dict[str, Any]:
+               run_as: Settings, loggers: RunLoggers, options: dict[str, Any]
+               ) -> dict[str, Any]:
     seed_everything(seed)
     strategy = cls(options=options)
     role = "zero-shot" if not cls.trains else ("joint" if cls.joint else "continual")
@@ -242,6 +202,8 @@ def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: Retriev
                           "train_seconds": 0.0, "eval_seconds": round(zero_seconds, 3)},
                   zero_shot.clips)
     device = run_as.device
+    tag_of = f"{cls.name}/seed{seed}"
+    log_scores(loggers, tag_of, zero_shot, 0)
     train_seconds = eval_seconds = 0.0
     model = None
     try:
@@ -254,7 +216,8 @@ def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: Retriev
                     model=model, strategy=strategy, lr=run_as.lr, train_mb_size=run_as.batch,
                     train_epochs=run_as.epochs, device=device, seed=seed,
                     num_workers=run_as.workers, precision=run_as.precision,
-                    plugins=[ProgressBar(label=cls.name, enabled=run_as.progress)])
+                    plugins=[ProgressBar(label=cls.name, enabled=run_as.progress),
+                             LossLogger(lambda t, v, b: loggers.scalar(f"{tag_of}/{t}", v, b))])
                 for i, exp in enumerate(bench.train_stream, 1):
                     with CostMeter(device) as tr:
                         template.train(exp)
@@ -270,6 +233,7 @@ def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: Retriev
                                           "eval_seconds": round(ev.seconds, 3)}, result.clips)
                     train_seconds += tr.seconds
                     eval_seconds += ev.seconds
+                    log_scores(loggers, tag_of, result, i)
             else:
                 eval_seconds = zero_seconds
     except Diverged as err:

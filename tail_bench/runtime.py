@@ -13,6 +13,8 @@ import contextlib
 
 import torch
 
+from tail_bench.errors import ConfigError
+
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 PCM_SCALE = 32768.0  # 16-bit PCM k -> k / 32768, soundfile's scale for 16-bit files
 
@@ -27,9 +29,9 @@ def resolve_precision(name: str, device: torch.device) -> str:
     if name == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
     if name not in PRECISIONS:
-        raise ValueError(f"--precision {name}: expected auto, fp32, bf16 or fp16")
+        raise ConfigError(f"--precision {name}: expected auto, fp32, bf16 or fp16")
     if name == "fp16" and device.type != "cuda":
-        raise ValueError("--precision fp16: needs a CUDA device (use fp32 or bf16 on the CPU)")
+        raise ConfigError("--precision fp16: needs a CUDA device (use fp32 or bf16 on the CPU)")
     return name
 
 

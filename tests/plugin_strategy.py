@@ -17,8 +17,8 @@ class CrashAtStep3(Strategy):
     name = "crash-at-3"
     description = "test plugin: fails during the third step"
 
-    def before_training_exp(self, strategy, **kwargs) -> None:
-        if strategy.experience.current_experience == 2:
+    def before_training_exp(self, template, **kwargs) -> None:
+        if template.experience.current_experience == 2:
             raise RuntimeError("simulated crash in step 3")
 
 
@@ -26,8 +26,8 @@ class InterruptAtStep3(Strategy):
     name = "interrupt-at-3"
     description = "test plugin: Ctrl-C during the third step"
 
-    def before_training_exp(self, strategy, **kwargs) -> None:
-        if strategy.experience.current_experience == 2:
+    def before_training_exp(self, template, **kwargs) -> None:
+        if template.experience.current_experience == 2:
             raise KeyboardInterrupt
 
 
@@ -44,3 +44,9 @@ class PromptsAtSetup(Strategy):
         with torch.no_grad():
             for p in model.audio_head.parameters():
                 p.add_(torch.randn_like(p))
+
+
+class BadOptions(Strategy):
+    name = "bad-options"
+    description = "test plugin: Options is not a dataclass"
+    Options = dict

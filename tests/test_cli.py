@@ -25,7 +25,7 @@ def test_list_names_every_strategy(capsys):
     (["run", "--strategy", "finetune", "--opt", "finetune"], "expected STRATEGY.KEY=VALUE"),
     (["run", "--strategy", "finetune", "--opt", "finetune.x=1", "--preset", "quick"],
      "unknown option"),
-    (["run", "--strategy", "finetune", "--preset", "huge"], "unknown preset 'huge'"),
+    (["run", "--strategy", "finetune", "--preset", "huge"], "--preset huge: unknown preset"),
     (["run", "--strategy", "finetune", "--preset", "quick", "--order", "clotho,nope"],
      "--order clotho,nope"),
     (["run", "--strategy", "finetune", "--benchmark", "tail"], "needs --data-root"),

@@ -6,7 +6,7 @@ import pytest
 from tail_bench.cli import main
 from tail_bench.evaluation import cl_metrics
 from tail_bench.reporting.results import load_clips
-from tail_bench.reporting.tables import matrix, render_markdown
+from tail_bench.reporting.tables import matrix, render
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_run_file_holds_every_step_of_every_method(quick_run):
 
 def test_tables_and_csv_are_derived_from_the_run_file(quick_run):
     out, run = quick_run
-    assert (out / "tables.md").read_text() == render_markdown(run, load_clips(out, run))
+    assert (out / "tables.md").read_text() == render(run, load_clips(out, run))
     rows = list(csv.DictReader((out / "scores.csv").open()))
     assert all(float(x["ci95_low"]) <= float(x["value"]) <= float(x["ci95_high"]) for x in rows)
     assert len(rows) == (5 + 1 + 2) * 4 * 2 * 4
@@ -57,7 +57,7 @@ def test_tables_and_csv_are_derived_from_the_run_file(quick_run):
     assert f"| forgetting | {100 * f[0]:.1f} |" in table
     (out / "tables.md").unlink()
     main(["report", str(out)])
-    assert (out / "tables.md").read_text() == render_markdown(run, load_clips(out, run))
+    assert (out / "tables.md").read_text() == render(run, load_clips(out, run))
     assert (out / "r1_t2a.png").stat().st_size > 1000
 
 

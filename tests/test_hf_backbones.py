@@ -4,6 +4,8 @@ import json
 
 import pytest
 import torch
+from tail_bench.strategies.l2p import L2P
+from tail_bench.strategies.ptat import PTAT
 from transformers import (
     ASTConfig,
     ASTFeatureExtractor,
@@ -19,8 +21,6 @@ from transformers import (
     ClapTextConfig,
 )
 
-from strategies.l2p import L2P
-from strategies.ptat import PTAT
 from tail_bench.cli import main
 from tail_bench.models.builder import build_backbone
 

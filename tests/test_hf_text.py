@@ -4,8 +4,8 @@ import copy
 
 import pytest
 import torch
+from tail_bench.strategies.ptat import PTAT
 
-from strategies.ptat import PTAT
 from tail_bench.models.dual import DualEncoder
 from tail_bench.models.hf import HFTextTower
 
@@ -48,7 +48,7 @@ def test_ptat_trains_on_a_bert_text_tower(tower, tiny_model):
     wave = torch.randn(4, 32000) * 0.1
     texts = ["a dog barks", "a bell rings", "rain falls", "a car idles"]
     prompts = model.prompter.prompts.detach().clone()
-    from tail_bench.training.losses import info_nce
+    from tail_bench.losses import info_nce
     loss = info_nce(*model(wave, texts), model.logit_scale)
     loss.backward()
     opt.step()

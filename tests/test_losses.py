@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tail_bench.training.losses import (
+from tail_bench.losses import (
     info_nce,
     kl_distill,
     positive_pairs,
@@ -30,7 +30,7 @@ def test_positive_pairs_mark_shared_clips_and_identical_captions():
     keys = torch.tensor([7, 7, 3, 4])
     texts = ["a dog", "a dog barks", "drill", "drill"]
     pos = positive_pairs(keys, texts)
-    from tail_bench.streams.pairs import caption_key
+    from tail_bench.losses import caption_key
     both = torch.tensor([[k, caption_key(t)] for k, t in zip(keys.tolist(), texts, strict=True)])
     assert torch.equal(positive_pairs(both), pos)  # what collate_pairs hands the template
     expected = torch.tensor([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]]).bool()

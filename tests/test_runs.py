@@ -9,7 +9,7 @@ import torch
 from tail_bench.cli import main
 from tail_bench.evaluation import cl_metrics
 from tail_bench.reporting.results import load_clips, load_run
-from tail_bench.reporting.tables import matrix, render_markdown
+from tail_bench.reporting.tables import matrix, render
 
 QUICK = ["--preset", "quick", "--epochs", "1", "--no-progress"]
 
@@ -116,7 +116,9 @@ def test_a_crash_marks_the_method_failed(tmp_path, _cache):
     (["--workers", "-1"], "--workers -1: expected an integer >= 0"),
     (["--data-root", "/nonexistent", "--benchmark", "tail"], "--data-root /nonexistent: not"),
     (["--device", "tpu"], "--device tpu: expected auto, cpu, cuda or cuda:N"),
-    (["--opt", "ptat.prompt_length=x"], "expected a int"),
+    (["--baselines", "ptat", "--opt", "ptat.prompt_length=x"],
+         "--opt ptat.prompt_length=x: expected an integer"),
+        (["--opt", "ptat.prompt_length=4"], "ptat is not in this run"),
 ])
 def test_every_option_is_checked_before_any_work(argv, message, tmp_path, monkeypatch):
     import tail_bench.runner as runner
@@ -143,12 +145,12 @@ def test_an_existing_out_is_refused_before_any_work(tmp_path, monkeypatch):
 
 def test_seeds_draw_their_own_data_unless_it_is_fixed(tmp_path, _cache):
     _, run = _run(tmp_path, "own", "--strategy", "zeroshot", "--seeds", "0", "1")
-    assert run["config"]["data_seeds"] == {"0": 0, "1": 1}
+    assert run["resolved"]["data_seeds"] == {"0": 0, "1": 1}
     a, b = (e["rows"][0]["scores"] for e in run["runs"])
     assert a != b  # another test set
     _, fixed = _run(tmp_path, "fixed", "--strategy", "zeroshot", "--seeds", "0", "1",
                     "--data-seed", "5")
-    assert fixed["config"]["data_seeds"] == {"0": 5, "1": 5}
+    assert fixed["resolved"]["data_seeds"] == {"0": 5, "1": 5}
     a, b = (e["rows"][0]["scores"] for e in fixed["runs"])
     assert a == b
 
@@ -161,7 +163,7 @@ def test_tables_use_the_sample_std_and_only_finished_methods(prompted):
     other["seed"] = 1
     other["rows"][0]["scores"]["audiocaps"]["t2a"]["R@1"]["value"] += 0.1
     twin["runs"].append(other)
-    table = render_markdown(twin)
+    table = render(twin)
     v = e["rows"][0]["scores"]["audiocaps"]["t2a"]["R@1"]["value"]
     mean, std = 100 * (v + 0.05), 100 * (0.1 / 2 ** 0.5)  # ddof=1 over two seeds
     assert f"| zeroshot | 2 | {mean:.1f}±{std:.1f} / " in table

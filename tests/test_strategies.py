@@ -3,11 +3,11 @@ import json
 
 import pytest
 import torch
+from tail_bench.strategies.ewc import EWC
+from tail_bench.strategies.l2p import L2P
+from tail_bench.strategies.lwf import LwF
+from tail_bench.strategies.ptat import PTAT
 
-from strategies.ewc import EWC
-from strategies.l2p import L2P
-from strategies.lwf import LwF
-from strategies.ptat import PTAT
 from tail_bench.cli import main
 from tail_bench.streams.pairs import collate_pairs
 from tail_bench.training.distill import frozen_copy
@@ -129,16 +129,36 @@ def test_every_strategy_runs_the_quick_stream(tmp_path, _cache):
           "--epochs", "1", "--out", str(out), "--no-progress"])
     run = json.loads((out / "run.json").read_text())
     by = {e["method"]: e for e in run["runs"]}
-    assert set(by) == {"ptat", "finetune", "lwf", "ewc", "l2p", "zeroshot", "joint"}
-    for name in ("ptat", "finetune", "lwf", "ewc", "l2p"):
-        assert [r["step"] for r in by[name]["rows"]] == [0, 1, 2, 3, 4]
-        assert by[name]["status"] == "done"
+    registered = available_strategies()
+    assert set(by) == set(registered)  # every registered strategy, none hard-coded
+    for name, cls in registered.items():
+        assert by[name]["status"] == "done", name
+        steps = [0] if not cls.trains else [0, 1] if cls.joint else [0, 1, 2, 3, 4]
+        assert [r["step"] for r in by[name]["rows"]] == steps, name
+        assert by[name]["rows"][0]["scores"] == by["zeroshot"]["rows"][0]["scores"], name
     full = by["finetune"]["cost"]["trainable_params"]
     assert by["ptat"]["cost"]["trainable_params"] < full
     assert by["lwf"]["cost"]["trainable_params"] == by["ewc"]["cost"]["trainable_params"] == full
     assert len(by["l2p"]["extra"]["prompt_usage_per_step"]) == 4
     table = (out / "tables.md").read_text()
     assert "| ptat | 1 |" in table and "share of Finetune" in table
+
+
+@pytest.mark.parametrize("name", sorted(n for n, c in available_strategies().items()
+                                         if c.trains))
+def test_every_strategy_trains_exactly_what_it_declares(name, tiny_model, quick_stream):
+    """For everything registered: a step changes the declared parameters and nothing else."""
+    model = copy.deepcopy(tiny_model)
+    s = available_strategies()[name]()
+    s.setup(model)
+    declared = {id(p) for p in s.trainable_parameters(model)}
+    assert declared and all(p.requires_grad for p in s.trainable_parameters(model))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    bench = quick_stream.benchmark(joint=available_strategies()[name].joint)
+    _train(model, s, bench.train_stream[0])
+    for n, p in model.named_parameters():
+        if n in before:
+            assert (not torch.equal(before[n], p)) == (id(p) in declared), (name, n)
 
 
 def test_plugin_strategy_is_listed_and_runs(tmp_path, capsys, _cache):
@@ -204,11 +224,14 @@ class _Host:
         self.mb_inputs = None if mbatch is None else model.inputs(*mbatch[:2])
         self.mb_positives = positives
         self.loss = torch.zeros(())
+        self.loss_terms = {}
 
     def autocast(self):
         import contextlib
 
         return contextlib.nullcontext()
+
+    add_loss = RetrievalTemplate.add_loss
 
 
 def test_ewc_penalty_enters_the_loss_weighted_by_importance(tiny_model, quick_stream):
@@ -266,7 +289,9 @@ def test_ptat_and_lwf_add_their_distillation_to_the_loss(tiny_model, quick_strea
         out = model(wave, texts)
         host = _Host(model, (wave, texts, keys), out)
         s.before_backward(host)
-        assert host.loss.item() == pytest.approx(sum(s.last_terms.values()), rel=1e-5)
+        terms = {"sim", "feat"} if cls is PTAT else {"sim"}
+        assert set(host.loss_terms) == terms
+        assert host.loss.item() == pytest.approx(sum(host.loss_terms.values()).item(), rel=1e-5)
         assert host.loss.item() > 1e-4, cls.name
 
 

@@ -2,10 +2,10 @@ import copy
 
 import pytest
 import torch
+from tail_bench.strategies.finetune import Finetune
+from tail_bench.strategies.zeroshot import ZeroShot
 
-from strategies.finetune import Finetune
-from strategies.zeroshot import ZeroShot
-from tail_bench.training.losses import info_nce
+from tail_bench.losses import info_nce
 from tail_bench.training.template import RetrievalTemplate
 
 

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from tail_bench.evaluation import bootstrap
 from tail_bench.evaluation.bootstrap import ClipScores
 from tail_bench.evaluation.retrieval import bidirectional_metrics
 from tail_bench.models.dual import DualEncoder
+from tail_bench.progress import progress
 from tail_bench.runtime import autocast
-from tail_bench.streams.pairs import collate_pairs
+from tail_bench.streams.pairs import collate_pairs, test_view
 
 # dataset -> direction -> metric -> {"value": float, "ci95": [low, high]}
 Scores = dict[str, dict[str, dict[str, dict]]]
@@ -67,29 +67,20 @@ class RetrievalEvaluator:
     def embed(self, model: DualEncoder, dataset) -> tuple[torch.Tensor, torch.Tensor,
                                                            torch.Tensor]:
         """(clip embeddings, caption embeddings, caption -> clip row) for one test set."""
-        clip_index = list(dataset.clip_index)
-        first: dict[int, int] = {}
-        for row, c in enumerate(clip_index):
-            first.setdefault(int(c), row)
-        clips = sorted(first)
-        position = {c: i for i, c in enumerate(clips)}
-        name = dataset.dataset_name[0]
+        clips, captions, owner, name = test_view(dataset)
         cuda = model.device.type == "cuda"
-        loader = DataLoader(dataset.subset([first[c] for c in clips]),
-                            batch_size=self.batch_size, collate_fn=collate_pairs,
+        loader = DataLoader(clips, batch_size=self.batch_size, collate_fn=collate_pairs,
                             num_workers=self.num_workers, pin_memory=cuda)
         with autocast(model.device, self.precision):
             audio = [model.encode_audio(batch[0].to(model.device, non_blocking=True)).float()
-                     for batch in tqdm(loader, desc=f"eval {name} audio", leave=False,
-                                       disable=not self.progress)]
-            captions = list(dataset.caption)
+                     for batch in progress(loader, desc=f"eval {name} audio", leave=False,
+                                           enabled=self.progress)]
             distinct = sorted(set(captions))
             row_of = {c: i for i, c in enumerate(distinct)}
             text = torch.cat([model.encode_text(distinct[i:i + self.batch_size]).float()
                               for i in range(0, len(distinct), self.batch_size)])
         text = text[torch.tensor([row_of[c] for c in captions], device=text.device)]
-        owner = torch.tensor([position[int(c)] for c in clip_index], device=model.device)
-        return torch.cat(audio), text, owner
+        return torch.cat(audio), text, torch.tensor(owner, device=model.device)
 
     def evaluate(self, model: DualEncoder, test_stream) -> Evaluation:
         was_training = model.training

@@ -6,6 +6,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
+from tail_bench.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class BackboneConfig:
@@ -22,8 +24,9 @@ class BackboneConfig:
     max_words: int = 40
     embed_dim: int = 128
     head_hidden: int = 256  # 2-layer projection heads
-    pretrain_clips: int = 3000
-    pretrain_epochs: int = 12
+    pretrain_clips: int = 6000  # audio clips, three captions each
+    pretrain_texts: int = 6000  # paraphrase pairs for the text-side stage
+    pretrain_epochs: int = 8
     pretrain_lr: float = 1e-3
     pretrain_seed: int = 0
 
@@ -37,13 +40,15 @@ BACKBONES: dict[str, BackboneConfig] = {
     c.name: c for c in [
         BackboneConfig(name="synth-small"),
         BackboneConfig(name="synth-tiny", n_mels=32, width=64, depth=2, embed_dim=64,
-                       head_hidden=128, pretrain_clips=800, pretrain_epochs=8),
+                       head_hidden=128, pretrain_clips=800, pretrain_texts=3000,
+                       pretrain_epochs=8),
     ]
 }
 
 
 def get_config(name: str) -> BackboneConfig:
     if name not in BACKBONES:
-        raise KeyError(f"unknown backbone {name!r}: expected one of {sorted(BACKBONES)} "
-                       "or a path to a local checkpoint directory")
+        raise ConfigError(f"--backbone {name}: unknown backbone; expected one of "
+                          f"{sorted(BACKBONES)} "
+                          "or a path to a local checkpoint directory")
     return BACKBONES[name]

@@ -24,6 +24,7 @@ import torchaudio
 import torchaudio.compliance.kaldi as kaldi
 from torch import Tensor, nn
 
+from tail_bench.errors import BackboneError
 from tail_bench.runtime import pcm_to_float
 
 
@@ -72,8 +73,8 @@ class ClapLogMel(FrontEnd):
         """mel_filters: (n_fft // 2 + 1, n_mels), the extractor's `mel_filters_slaney`."""
         super().__init__()
         if padding not in CLAP_PADDING:
-            raise ValueError(f"preprocessor_config.json: padding={padding!r}; expected one of "
-                             f"{', '.join(CLAP_PADDING)}")
+            raise BackboneError(f"preprocessor_config.json: padding={padding!r}; expected one "
+                                f"of {', '.join(CLAP_PADDING)}")
         self.n_fft, self.hop, self.clip, self.padding = n_fft, hop_length, clip_samples, padding
         self.register_buffer("window", torch.hann_window(n_fft, dtype=torch.float64),
                              persistent=False)
@@ -134,7 +135,7 @@ def frontend_for(extractor) -> FrontEnd:
 
     if isinstance(extractor, ClapFeatureExtractor):
         if extractor.truncation != "rand_trunc":
-            raise ValueError(
+            raise BackboneError(
                 f"preprocessor_config.json: truncation={extractor.truncation!r} is not "
                 "supported; only unfused CLAP ('rand_trunc') is (feature fusion takes random "
                 "crops and needs an enable_fusion checkpoint)")
@@ -145,5 +146,6 @@ def frontend_for(extractor) -> FrontEnd:
         return ASTFbank(sample_rate=extractor.sampling_rate, n_mels=extractor.num_mel_bins,
                         max_length=extractor.max_length, mean=extractor.mean, std=extractor.std,
                         normalize=extractor.do_normalize)
-    raise TypeError(f"no torch front-end for {type(extractor).__name__}; expected a "
-                    "ClapFeatureExtractor or an ASTFeatureExtractor")
+    raise BackboneError(f"preprocessor_config.json: no torch front-end for "
+                        f"{type(extractor).__name__}; expected a ClapFeatureExtractor or an "
+                        "ASTFeatureExtractor")

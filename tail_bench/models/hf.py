@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from transformers.masking_utils import create_bidirectional_mask
 
+from tail_bench.errors import BackboneError
 from tail_bench.models.dual import DualEncoder
 from tail_bench.models.encoder import Prompt, post_slots, put_at
 from tail_bench.models.frontends import FrontEnd, expect_features, frontend_for
@@ -51,11 +52,10 @@ class HFTextTower(nn.Module):
 
         path = Path(path)
         if not (path / "config.json").exists():
-            raise FileNotFoundError(f"{path}: expected a Hugging Face model directory with "
-                                    "config.json, tokenizer files and weights")
-        model = AutoModel.from_pretrained(path, local_files_only=True)
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        return cls(model, tokenizer, max_length)
+            raise BackboneError(f"{path}: expected a Hugging Face model directory with "
+                                "config.json, tokenizer files and weights")
+        return cls(_load(AutoModel, path, "weights"), _load(AutoTokenizer, path, "tokenizer"),
+                   max_length)
 
     def tokenize(self, texts: list[str], device: torch.device | str) -> dict[str, Tensor]:
         enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
@@ -183,17 +183,34 @@ class ClapAudioTower(nn.Module):
 def _config(path: Path) -> dict:
     file = path / "config.json"
     if not file.exists():
-        raise FileNotFoundError(f"{path}: no config.json; expected a Hugging Face model "
-                                "directory saved with save_pretrained")
-    return json.loads(file.read_text())
+        raise BackboneError(f"{path}: no config.json; expected a Hugging Face model "
+                            "directory saved with save_pretrained")
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BackboneError(f"{file}: not valid JSON ({err})") from err
+    if not isinstance(config, dict):
+        raise BackboneError(f"{file}: expected a JSON object (a model config)")
+    return config
+
+
+def _load(loader, path: Path, what: str):
+    """`loader.from_pretrained(path)`, offline; a directory without weights (or tokenizer, or
+    preprocessor config) is named instead of surfacing as a raw OSError."""
+    try:
+        return loader.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise BackboneError(f"{path}: cannot load its {what} ({str(err).splitlines()[0]}); "
+                            "expected a directory saved with save_pretrained (config.json, "
+                            "model.safetensors, tokenizer and preprocessor_config.json)") from err
 
 
 def clap_backbone(clap: nn.Module, extractor, tokenizer, *, name: str) -> DualEncoder:
     """A `ClapModel` with its feature extractor and tokenizer as a DualEncoder: the one way to
     build one (checkpoint directories and benchmarks/throughput.py). `name` goes in meta."""
     if clap.config.audio_config.enable_fusion:
-        raise ValueError(f"{name}: config.json has audio_config.enable_fusion=true (a fused "
-                         "CLAP checkpoint); only unfused CLAP is supported")
+        raise BackboneError(f"{name}: config.json has audio_config.enable_fusion=true (a fused "
+                            "CLAP checkpoint); only unfused CLAP is supported")
     return DualEncoder(audio=ClapAudioTower(clap.audio_model, frontend_for(extractor)),
                        text=HFTextTower(clap.text_model, tokenizer, pool="pooler"),
                        audio_head=clap.audio_projection, text_head=clap.text_projection,
@@ -214,23 +231,24 @@ def load_local_backbone(path: Path, *, device: torch.device) -> DualEncoder:
     if kind == "clap":
         from transformers import ClapModel
 
-        clap = ClapModel.from_pretrained(path, local_files_only=True)
-        extractor = AutoFeatureExtractor.from_pretrained(path, local_files_only=True)
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        clap = _load(ClapModel, path, "weights")
+        extractor = _load(AutoFeatureExtractor, path, "feature extractor")
+        tokenizer = _load(AutoTokenizer, path, "tokenizer")
         model = clap_backbone(clap, extractor, tokenizer, name=str(path))
     elif is_pair:
         kind = _config(path / "audio").get("model_type")
         if kind != "audio-spectrogram-transformer":
-            raise ValueError(f"{path / 'audio'}: model_type {kind!r}; expected "
-                             "'audio-spectrogram-transformer'")
-        audio = AutoModel.from_pretrained(path / "audio", local_files_only=True)
-        extractor = AutoFeatureExtractor.from_pretrained(path / "audio", local_files_only=True)
+            raise BackboneError(f"{path / 'audio'}: model_type {kind!r}; expected "
+                                "'audio-spectrogram-transformer'")
+        audio = _load(AutoModel, path / "audio", "weights")
+        extractor = _load(AutoFeatureExtractor, path / "audio", "feature extractor")
         seconds = extractor.max_length * 0.01  # fbank frames of 10 ms
         model = DualEncoder(audio=ASTAudioTower(audio, frontend_for(extractor)),
                             text=HFTextTower.from_pretrained(path / "text"),
                             meta={"backbone": str(path), "sample_rate": extractor.sampling_rate,
                                   "clip_seconds": seconds})
     else:
-        raise ValueError(f"{path}: model_type {kind!r}; expected a CLAP checkpoint directory "
-                         "(model_type 'clap') or a folder with audio/ and text/ subfolders")
+        raise BackboneError(f"{path}: model_type {kind!r}; expected a CLAP checkpoint "
+                            "directory (model_type 'clap') or a folder with audio/ and text/ "
+                            "subfolders")
     return model.to(device).eval()

@@ -1,39 +1,134 @@
-"""Plots from a run file: R@1 on every data set after every step, one panel per method."""
+"""Plots from a run file, rewritten atomically with the tables after every step:
+
+- `r1_t2a.png`, `r1_a2t.png`: R@1 on every data set after every step, a panel per method;
+- `r_matrix.png`: each method's results matrix R[i][j] (t2a and a2t R@1) as a heatmap;
+- `cost_retention.png`: trainable parameters and training time against final average R@1
+  and forgetting, per method, with the seeds' spread (min to max).
+The first seed of each method is drawn where one seed is shown.
+"""
 
 from __future__ import annotations
 
+import io
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from tail_bench.reporting.tables import DIRECTIONS, matrix
+import numpy as np
+
+from tail_bench.evaluation import cl_metrics
+from tail_bench.reporting.tables import DIRECTIONS, finished, matrix
+from tail_bench.storage import atomic_write_bytes
 
 
-def write_plots(out: Path, run: dict[str, Any]) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
+def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    datasets = run["stream"]["datasets"]
-    entries = [e for e in run["runs"] if len(e["rows"]) > 1 and e["seed"] == run["runs"][0]["seed"]]
-    paths = []
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def _first_seed(run: dict[str, Any]) -> list[dict[str, Any]]:
+    seen, out = set(), []
+    for e in run["runs"]:
+        if e["rows"] and e["method"] not in seen:
+            seen.add(e["method"])
+            out.append(e)
+    return out
+
+
+def curves(out: Path, run: dict[str, Any], entries: list[dict[str, Any]]) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    datasets, paths = run["stream"]["datasets"], []
     for direction in DIRECTIONS:
-        if not entries:
-            break
         fig, axes = plt.subplots(1, len(entries), figsize=(3.2 * len(entries), 3),
                                  squeeze=False, sharey=True)
         for ax, e in zip(axes[0], entries, strict=True):
             r = matrix(e, datasets, direction)
             for j, name in enumerate(datasets):
                 ax.plot(range(len(r)), [100 * row[j] for row in r], marker="o", label=name)
-            ax.set_title(e["method"])
+            ax.set_title(e["method"] + ("" if e["status"] == "done" else f" ({e['status']})"))
             ax.set_xlabel("after step")
             ax.set_xticks(range(len(r)))
         axes[0][0].set_ylabel(f"{direction} R@1 (%)")
         axes[0][-1].legend(fontsize=7)
         fig.tight_layout()
-        path = Path(out) / f"r1_{direction}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_save(fig, Path(out) / f"r1_{direction}.png"))
     return paths
+
+
+def heatmaps(out: Path, run: dict[str, Any], entries: list[dict[str, Any]]) -> Path:
+    import matplotlib.pyplot as plt
+
+    datasets = run["stream"]["datasets"]
+    fig, axes = plt.subplots(2, len(entries), figsize=(2.6 * len(entries), 5.2),
+                             squeeze=False)
+    for col, e in enumerate(entries):
+        for row, direction in enumerate(DIRECTIONS):
+            ax = axes[row][col]
+            r = 100 * np.array(matrix(e, datasets, direction))
+            ax.imshow(r, cmap="viridis", vmin=0, aspect="auto")
+            for (i, j), v in np.ndenumerate(r):
+                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7, color="w")
+            ax.set_xticks(range(len(datasets)), datasets, rotation=45, fontsize=7)
+            ax.set_yticks(range(len(r)), ["0"] + [str(i) for i in range(1, len(r))],
+                          fontsize=7)
+            ax.set_title(f"{e['method']} {direction}", fontsize=8)
+            if col == 0:
+                ax.set_ylabel("after step")
+    fig.tight_layout()
+    return _save(fig, Path(out) / "r_matrix.png")
+
+
+def cost_retention(out: Path, run: dict[str, Any]) -> Path | None:
+    """Cost (x) against retention (y) for every finished continual method; none for a
+    one-step stream, where forgetting is undefined."""
+    import matplotlib.pyplot as plt
+
+    datasets = run["stream"]["datasets"]
+    if len(datasets) < 2:
+        return None
+    by: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in finished(run):
+        if len(e["rows"]) == len(datasets) + 1:
+            by[e["method"]].append(e)
+    if not by:
+        return None
+    fig, axes = plt.subplots(2, 2, figsize=(8, 6.4))
+    for method, entries in by.items():
+        r = [np.array(matrix(e, datasets, "t2a")) for e in entries]
+        ys = {"final average t2a R@1 (%)": [100 * cl_metrics.final_average(m) for m in r],
+              "forgetting t2a R@1 (%)": [100 * cl_metrics.mean_forgetting(m) for m in r]}
+        xs = {"trainable parameters": [e["cost"]["trainable_params"] for e in entries],
+              "training time (s)": [e["cost"]["train_seconds"] for e in entries]}
+        for row, (ylabel, y) in enumerate(ys.items()):
+            for col, (xlabel, x) in enumerate(xs.items()):
+                ax = axes[row][col]
+                ax.errorbar(np.mean(x), np.mean(y), fmt="o",
+                            xerr=[[np.mean(x) - min(x)], [max(x) - np.mean(x)]],
+                            yerr=[[np.mean(y) - min(y)], [max(y) - np.mean(y)]])
+                ax.annotate(method, (np.mean(x), np.mean(y)), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")
+                ax.set_xlabel(xlabel)
+                ax.set_ylabel(ylabel)
+                if col == 0:
+                    ax.set_xscale("log")
+    fig.suptitle("cost against retention (bars: min to max over seeds)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, Path(out) / "cost_retention.png")
+
+
+def write_plots(out: Path, run: dict[str, Any]) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    entries = [e for e in _first_seed(run) if len(e["rows"]) > 1]
+    if not entries:
+        return []
+    paths = [*curves(out, run, entries), heatmaps(out, run, entries)]
+    extra = cost_retention(out, run)
+    return paths + ([extra] if extra else [])

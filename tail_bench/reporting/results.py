@@ -15,9 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from tail_bench.errors import RunFileError
 from tail_bench.evaluation.bootstrap import ClipScores
-from tail_bench.reporting.io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from tail_bench.reporting.tables import render_markdown, scores_csv
+from tail_bench.reporting.plots import write_plots
+from tail_bench.reporting.tables import render, scores_csv
+from tail_bench.storage import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 RUN_FILE = "run.json"
 CLIPS_DIR = "clips"
@@ -36,7 +38,7 @@ class RunStore:
     def __init__(self, out: Path, header: dict[str, Any]) -> None:
         self.out = Path(out)
         if (self.out / RUN_FILE).exists():
-            raise FileExistsError(f"{self.out / RUN_FILE} exists: pick a new --out or move it")
+            raise RunFileError(f"{self.out / RUN_FILE} exists: pick a new --out or move it")
         self.data: dict[str, Any] = {"schema": SCHEMA, **header, "runs": []}
         self.clips: ClipTable = {}
         self.save()
@@ -107,8 +109,11 @@ def load_clips(run_dir: Path, run: dict[str, Any]) -> ClipTable:
 
 
 def write_derived(out: Path, run: dict[str, Any], clips: ClipTable | None = None) -> None:
+    """Every file derived from the run file: tables (Markdown, LaTeX), scores, plots."""
     atomic_write_text(out / "scores.csv", scores_csv(run))
-    atomic_write_text(out / "tables.md", render_markdown(run, clips))
+    atomic_write_text(out / "tables.md", render(run, clips, "md"))
+    atomic_write_text(out / "tables.tex", render(run, clips, "latex"))
+    write_plots(out, run)
 
 
 def _upgrade(run: dict[str, Any]) -> dict[str, Any]:
@@ -127,13 +132,13 @@ def load_run(path: Path) -> dict[str, Any]:
     path = Path(path)
     file = path / RUN_FILE if path.is_dir() else path
     try:
-        run = json.loads(file.read_text())
+        run = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
-        raise FileNotFoundError(f"{file}: no run file (expected a directory written by "
-                                "`tail-bench run`)") from err
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{file}: not valid JSON ({err})") from err
+        raise RunFileError(f"{file}: no run file (expected a directory written by "
+                           "`tail-bench run`)") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RunFileError(f"{file}: not valid JSON ({err})") from err
     if not isinstance(run, dict) or "runs" not in run or "stream" not in run:
-        raise ValueError(f"{file}: expected an object with keys 'stream' and 'runs' of a "
-                         "tail-bench run file")
+        raise RunFileError(f"{file}: expected an object with keys 'stream' and 'runs' of a "
+                           "tail-bench run file")
     return _upgrade(run)

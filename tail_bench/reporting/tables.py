@@ -17,6 +17,7 @@ import csv
 import io
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from statistics import mean, stdev
 from typing import Any
 
@@ -50,10 +51,44 @@ def _ci(x: float | None, ci: list[float] | tuple[float, float] | None) -> str:
     return f"{_pct(x)} [{_pct(ci[0])}, {_pct(ci[1])}]"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+@dataclass
+class Table:
+    """A table whatever the output format: header, rows of cells, and a title."""
+
+    header: list[str]
+    rows: list[list[str]]
+    title: str = ""
+
+    def markdown(self) -> str:
+        lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
+        lines += ["| " + " | ".join(r) + " |" for r in self.rows]
+        return (self.title + "\n\n" if self.title else "") + "\n".join(lines)
+
+    def latex(self) -> str:
+        """A booktabs table, ready for a paper."""
+        spec = "l" * min(2, len(self.header)) + "r" * max(0, len(self.header) - 2)
+        lines = [r"\begin{table}[t]", r"\centering", r"\small",
+                 rf"\caption{{{_tex(self.title)}}}" if self.title else "",
+                 rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+                 " & ".join(_tex(h) for h in self.header) + r" \\", r"\midrule",
+                 *[" & ".join(_tex(c) for c in r) + r" \\" for r in self.rows],
+                 r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+        return "\n".join(line for line in lines if line)
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+        "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+        "^": r"\textasciicircum{}", "±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$",
+        "—": "---", "−": "$-$", "→": r"$\rightarrow$", "`": "", "*": ""}
+
+
+def _tex(text: str) -> str:
+    return "".join(_TEX.get(c, c) for c in str(text))
+
+
+def setting(run: dict[str, Any], key: str) -> Any:
+    """A run's setting as it ran: resolved (schema 2) or as given (older run files)."""
+    return run.get("resolved", {}).get(key, run["config"].get(key))
 
 
 def finished(run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -120,7 +155,7 @@ def _mark(a: list[dict[str, Any]], b: list[dict[str, Any]], datasets: list[str],
     return "↑" if test["difference"] > 0 else "↓"
 
 
-def comparison_table(run: dict[str, Any], clips: Clips | None = None) -> str:
+def comparison_table(run: dict[str, Any], clips: Clips | None = None) -> Table:
     datasets = run["stream"]["datasets"]
     by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
     rank = {"zero-shot": 0, "continual": 1, "joint": 2}  # the paper's row order
@@ -155,7 +190,7 @@ def comparison_table(run: dict[str, Any], clips: Clips | None = None) -> str:
         shares = [f"{100 * n / finetune[0]:.2f}%" if finetune and finetune[0] else "—"
                   for n in (params, params - heads)]
         rows.append([method, str(len(entries)), *cells, f"{params:,}", *shares])
-    return _table(header, rows)
+    return Table(header, rows, "Comparison (final row)")
 
 
 def legend(run: dict[str, Any]) -> str:
@@ -169,7 +204,7 @@ def legend(run: dict[str, Any]) -> str:
             "share is 2.42%).")
 
 
-def status_table(run: dict[str, Any]) -> str:
+def status_table(run: dict[str, Any]) -> Table:
     """Methods that did not finish every step: never ranked with the finished ones."""
     rows = []
     for e in unfinished(run):
@@ -177,11 +212,12 @@ def status_table(run: dict[str, Any]) -> str:
         failure = e.get("failure", {})
         rows.append([e["method"], str(e["seed"]), e["status"],
                      "none" if last is None else str(last), failure.get("message", "")])
-    return _table(["method", "seed", "status", "last completed step", "why"], rows)
+    return Table(["method", "seed", "status", "last completed step", "why"], rows,
+                 "Unfinished (not compared)")
 
 
 def step_table(run: dict[str, Any], entry: dict[str, Any], direction: str,
-               metric: str = "R@1") -> str:
+               metric: str = "R@1") -> Table:
     datasets = run["stream"]["datasets"]
     r = matrix(entry, datasets, direction, metric)
     full = len(r) == len(datasets) + 1
@@ -202,10 +238,10 @@ def step_table(run: dict[str, Any], entry: dict[str, Any], direction: str,
              + (f": final avg {_pct(s['final_average'])}, learning acc "
                 f"{_pct(s['learning_accuracy'])}, BWT {_pct(s['bwt'])}, FWT {_pct(s['fwt'])}"
                 if s else "") + status)
-    return title + "\n\n" + _table(["row", *datasets, "avg seen / mean"], rows)
+    return Table(["row", *datasets, "avg seen / mean"], rows, title)
 
 
-def cost_table(run: dict[str, Any]) -> str:
+def cost_table(run: dict[str, Any]) -> Table:
     rows = []
     for e in run["runs"]:
         c = e.get("cost", {})
@@ -213,29 +249,44 @@ def cost_table(run: dict[str, Any]) -> str:
                      f"{c.get('backbone_params', 0):,}", f"{c.get('train_seconds', 0):.1f}",
                      f"{c.get('eval_seconds', 0):.1f}", f"{c.get('peak_memory_mb', 0):.0f}",
                      c.get("memory_kind", "—"), e["status"]])
-    return _table(["method", "seed", "trainable params", "backbone params", "train s",
-                   "eval s", "peak MB", "memory", "status"], rows)
+    return Table(["method", "seed", "trainable params", "backbone params", "train s",
+                  "eval s", "peak MB", "memory", "status"], rows, "Cost")
 
 
-def render_markdown(run: dict[str, Any], clips: Clips | None = None) -> str:
+def sections(run: dict[str, Any], clips: Clips | None = None) -> list[str | Table]:
+    """The report, in order: paragraphs and tables (every format renders the same)."""
     stream = run["stream"]
-    parts = [f"# tail-bench run: {stream['name']} ({' -> '.join(stream['datasets'])})", "",
-             f"Backbone `{run['config']['backbone']}`, preset `{run['config']['preset']}`, "
-             f"device `{run['config']['device']}`, scored on the "
-             f"`{run['config'].get('eval_split', 'test')}` splits.", ""]
+    out: list[str | Table] = [
+        f"tail-bench run: {stream['name']} ({' -> '.join(stream['datasets'])})",
+        f"Backbone `{setting(run, 'backbone')}`, preset `{setting(run, 'preset')}`, device "
+        f"`{setting(run, 'device')}`, precision `{setting(run, 'precision') or 'fp32'}`, "
+        f"scored on the `{setting(run, 'eval_split') or 'test'}` splits."]
     if finished(run):
-        parts += ["## Comparison (final row)", "", legend(run), "",
-                  comparison_table(run, clips), ""]
+        out += [legend(run), comparison_table(run, clips)]
     if unfinished(run):
-        parts += ["## Unfinished (not compared)", "", status_table(run), ""]
+        out.append(status_table(run))
     if run["runs"]:
-        parts += ["## Cost", "", cost_table(run), "", "## Per step", "",
-                  "Each cell: value [95% interval, clip-level bootstrap].", ""]
-        for e in run["runs"]:
-            if e["rows"]:
-                for d in DIRECTIONS:
-                    parts += [step_table(run, e, d), ""]
-    return "\n".join(parts)
+        out += [cost_table(run), "Per step. Each cell: value [95% interval, clip-level "
+                                 "bootstrap]."]
+        out += [step_table(run, e, d) for e in run["runs"] if e["rows"] for d in DIRECTIONS]
+    return out
+
+
+def render(run: dict[str, Any], clips: Clips | None = None, fmt: str = "md") -> str:
+    """The whole report as Markdown (`md`) or as LaTeX tables with booktabs (`latex`)."""
+    title, *body = sections(run, clips)
+    if fmt == "latex":
+        return "\n\n".join(f"% {p}" if isinstance(p, str) else p.latex()
+                             for p in [title, *body]) + "\n"
+    parts = [f"# {title}"]
+    for p in body:
+        if isinstance(p, str):
+            parts.append(p)
+        elif p.title.startswith("**"):  # a per-step table: its title is a bold line
+            parts.append(p.markdown())
+        else:
+            parts.append(f"## {p.title}\n\n" + Table(p.header, p.rows).markdown())
+    return "\n\n".join(parts) + "\n"
 
 
 def scores_csv(run: dict[str, Any]) -> str:

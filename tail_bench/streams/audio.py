@@ -23,15 +23,16 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio
-from tqdm.auto import tqdm
 
-from tail_bench.reporting.io import atomic_write_json
+from tail_bench.errors import DataError
+from tail_bench.progress import progress as progress_bar
 from tail_bench.runtime import PCM_SCALE
+from tail_bench.storage import atomic_write_json
 
 CACHE_VERSION = 2  # 2: int16 PCM (1: float32)
 
 
-class AudioError(ValueError):
+class AudioError(DataError):
     """An audio file that cannot be decoded; the message names the file."""
 
     def __init__(self, path: Path, problem: str) -> None:
@@ -82,7 +83,7 @@ class AudioFiles:
         self.cache = cache
         self._array: np.ndarray | None = None
         if cache is not None and self.cache_is_fresh():
-            self._array = np.load(cache.with_suffix(".npy"), mmap_mode="r")
+            self._array = _open_cache(cache.with_suffix(".npy"), len(self.paths))
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -112,7 +113,8 @@ class AudioFiles:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int16,
                                           shape=(len(self.paths), n))
         errors = []
-        for i, p in enumerate(tqdm(self.paths, desc=desc, disable=not progress, leave=False)):
+        for i, p in enumerate(progress_bar(self.paths, desc=desc, enabled=progress,
+                                           leave=False)):
             try:
                 array[i] = to_pcm16(load_clip(p, sample_rate=self.sample_rate,
                                               seconds=self.seconds))
@@ -123,8 +125,22 @@ class AudioFiles:
         tmp.replace(self.cache.with_suffix(".npy"))
         atomic_write_json(self.cache.with_suffix(".json"),
                           _manifest(self.paths, self.sample_rate, self.seconds))
-        self._array = np.load(self.cache.with_suffix(".npy"), mmap_mode="r")
+        self._array = _open_cache(self.cache.with_suffix(".npy"), len(self.paths))
         return errors
+
+
+def _open_cache(npy: Path, clips: int) -> np.ndarray:
+    """The cache's array, memory-mapped; a truncated or foreign file is named."""
+    try:
+        array = np.load(npy, mmap_mode="r")
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(f"{npy}: unreadable decoded-audio cache ({err}); delete it, or "
+                        "rebuild it with `tail-bench prepare --cache`") from err
+    if array.dtype != np.int16 or array.ndim != 2 or len(array) != clips:
+        raise DataError(f"{npy}: decoded-audio cache holds {array.dtype} {array.shape}, "
+                        f"expected int16 ({clips}, samples); delete it, or rebuild it with "
+                        "`tail-bench prepare --cache`")
+    return array
 
 
 def cache_path(cache_dir: Path, dataset: str, split: str, sample_rate: int,

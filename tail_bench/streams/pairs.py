@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from tail_bench.losses import caption_key
 from tail_bench.runtime import pcm_to_float
 
 
@@ -59,14 +60,23 @@ class PairSet:
         ])
 
 
+def test_view(dataset) -> tuple[Any, list[str], list[int], str]:
+    """What scoring one test set needs from its Avalanche dataset: one row per clip (in clip
+    order), every caption row's text, the position of each caption's clip among those rows,
+    and the data set's name."""
+    clip_index = [int(c) for c in dataset.clip_index]
+    first: dict[int, int] = {}
+    for row, c in enumerate(clip_index):
+        first.setdefault(c, row)
+    clips = sorted(first)
+    position = {c: i for i, c in enumerate(clips)}
+    return (dataset.subset([first[c] for c in clips]), list(dataset.caption),
+            [position[c] for c in clip_index], dataset.dataset_name[0])
+
+
 def clip_key(dataset: str, clip: int) -> int:
     """A stable integer per (data set, clip), so a joint batch never confuses clips."""
     return zlib.crc32(f"{dataset}/{clip}".encode()) & 0x7FFFFFFF
-
-
-def caption_key(caption: str) -> int:
-    """A stable integer per caption string: identical strings match."""
-    return zlib.crc32(caption.encode()) & 0x7FFFFFFF
 
 
 class _PairRows(Dataset):

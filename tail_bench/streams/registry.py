@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tail_bench.errors import ConfigError
 from tail_bench.presets import Preset
 from tail_bench.streams.stream import Stream, check_order, reorder
 
@@ -18,11 +19,12 @@ def check_stream_args(name: str, *, data_root: Path | None, length: int | None,
                       order: list[str] | None = None) -> None:
     """Fail on bad stream options before any data is generated or any model pretrained."""
     if name not in BENCHMARKS:
-        raise KeyError(f"unknown benchmark {name!r}: expected one of {sorted(BENCHMARKS)}")
+        raise ConfigError(f"--benchmark {name}: unknown benchmark; expected one of "
+                          f"{sorted(BENCHMARKS)}")
     if name == "tail" and data_root is None:
-        raise ValueError("--benchmark tail needs --data-root DIR (see docs/datasets.md)")
+        raise ConfigError("--benchmark tail needs --data-root DIR (see docs/datasets.md)")
     if name == "tail" and length is not None:
-        raise ValueError("--length applies to tail-synth; use --order to shorten tail")
+        raise ConfigError("--length applies to tail-synth; use --order to shorten tail")
     if order and name == "tail-synth":
         from tail_bench.streams import synth
 
@@ -49,8 +51,11 @@ def build_stream(name: str, *, preset: Preset, seed: int = 0, order: list[str] |
                                    seconds=clip_seconds, seed=seed)
                     for d, k in zip(domains, sizes, strict=True)]
 
-        stream = Stream(name, split("train", 0), split("val", preset.val_clips),
-                        split("test", preset.test_clips))
+        test = split("test", preset.test_clips)
+        # Captions whose tokens repeat another's in the same test set (they tie in t2a).
+        notes = {"duplicate_test_captions": {p.dataset: synth.duplicate_captions(p)
+                                             for p in test}}
+        stream = Stream(name, split("train", 0), split("val", preset.val_clips), test, notes)
         if sample_rate != synth.SAMPLE_RATE:  # a backbone with another rate (e.g. CLAP 48 kHz)
             for part in (stream.train, stream.val, stream.test):
                 part[:] = [synth.resampled(p, sample_rate) for p in part]

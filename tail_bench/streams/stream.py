@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tail_bench.errors import ConfigError
 from tail_bench.streams.pairs import PairSet
 
 
@@ -27,7 +28,7 @@ class Stream:
         from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
 
         if eval_split not in ("test", "val"):
-            raise ValueError(f"--eval-split {eval_split!r}: expected test or val")
+            raise ConfigError(f"--eval-split {eval_split!r}: expected test or val")
         train = [p.to_avalanche() for p in self.train]
         if joint:
             union = train[0]
@@ -49,7 +50,7 @@ class Stream:
 
 def check_order(order: list[str], names: list[str]) -> None:
     if any(o not in names for o in order) or len(set(order)) != len(order):
-        raise ValueError(f"--order {','.join(order)}: expected distinct names from {names}")
+        raise ConfigError(f"--order {','.join(order)}: expected distinct names from {names}")
 
 
 def reorder(stream: Stream, order: list[str] | None) -> Stream:

@@ -26,22 +26,21 @@ class DistillationStrategy(Strategy):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.teacher: DualEncoder | None = None
-        self.last_terms: dict[str, float] = {}
 
     def distillation_loss(self, audio: Tensor, text: Tensor, t_audio: Tensor, t_text: Tensor,
                           positives: Tensor | None = None) -> dict[str, Tensor]:
         """Loss terms by name; `positives` marks matching pairs of the batch (losses.py)."""
         raise NotImplementedError
 
-    def before_backward(self, strategy, **kwargs) -> None:
+    def before_backward(self, template, **kwargs) -> None:
         if self.teacher is None:
             return
-        with torch.no_grad(), strategy.autocast():
-            t_audio, t_text = self.teacher.embed(*strategy.mb_inputs)  # the batch's features
-        terms = self.distillation_loss(*strategy.mb_output, t_audio, t_text,
-                                       strategy.mb_positives)
-        strategy.loss += sum(terms.values())
-        self.last_terms = {k: float(v.detach()) for k, v in terms.items()}
+        with torch.no_grad(), template.autocast():
+            t_audio, t_text = self.teacher.embed(*template.mb_inputs)  # the batch's features
+        terms = self.distillation_loss(*template.mb_output, t_audio, t_text,
+                                       template.mb_positives)
+        for name, value in terms.items():
+            template.add_loss(name, value)
 
-    def after_training_exp(self, strategy, **kwargs) -> None:
-        self.teacher = frozen_copy(strategy.model)
+    def after_training_exp(self, template, **kwargs) -> None:
+        self.teacher = frozen_copy(template.model)

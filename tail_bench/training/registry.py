@@ -1,41 +1,49 @@
-"""Find strategies: modules in `strategies/`, the `tail_bench.strategies` entry-point group,
-and `--plugin module:Class`. Adding a strategy never edits the suite."""
+"""Find strategies: modules in `strategies/` (the package `tail_bench.strategies`), the
+`tail_bench.strategies` entry-point group, and `--plugin module:Class`. Adding a strategy
+never edits the suite."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import pkgutil
+import sys
 from importlib.metadata import entry_points
 
+from tail_bench.errors import ConfigError
 from tail_bench.training.strategy import Strategy
 
 
 def _add(found: dict[str, type[Strategy]], cls: object, origin: str) -> None:
     if not (inspect.isclass(cls) and issubclass(cls, Strategy) and cls.name):
-        raise TypeError(f"{origin}: expected a Strategy subclass with a `name`, got {cls!r}")
+        raise ConfigError(f"{origin}: expected a Strategy subclass with a `name`, got {cls!r}")
+    if not dataclasses.is_dataclass(cls.Options):
+        raise ConfigError(f"{origin}: {cls.__qualname__}.Options must be a dataclass (its "
+                          f"fields are the --opt {cls.name}.KEY options), got {cls.Options!r}")
     other = found.get(cls.name)
     if other is not None and other is not cls:
-        raise ValueError(f"strategy name {cls.name!r} is defined twice: "
-                         f"{other.__module__}.{other.__qualname__} and {origin}")
+        raise ConfigError(f"strategy name {cls.name!r} is defined twice: "
+                          f"{other.__module__}.{other.__qualname__} and {origin}")
     found[cls.name] = cls
 
 
 def load_plugin(spec: str) -> type[Strategy]:
     module, sep, attr = spec.partition(":")
     if not sep or not module or not attr:
-        raise ValueError(f"--plugin {spec!r}: expected module:Class, e.g. my_pkg.mine:MyStrategy")
+        raise ConfigError(f"--plugin {spec!r}: expected module:Class, e.g. "
+                          "my_pkg.mine:MyStrategy")
     try:
         obj = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as err:
-        raise ValueError(f"--plugin {spec!r}: cannot import ({err})") from err
+        raise ConfigError(f"--plugin {spec!r}: cannot import ({err})") from err
     found: dict[str, type[Strategy]] = {}
     _add(found, obj, f"--plugin {spec}")
     return obj
 
 
 def available_strategies(plugins: tuple[str, ...] | list[str] = ()) -> dict[str, type[Strategy]]:
-    import strategies as package
+    import tail_bench.strategies as package
 
     found: dict[str, type[Strategy]] = {}
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
@@ -44,7 +52,13 @@ def available_strategies(plugins: tuple[str, ...] | list[str] = ()) -> dict[str,
             if issubclass(cls, Strategy) and cls.name and cls.__module__ == module.__name__:
                 _add(found, cls, f"{module.__name__}.{cls.__qualname__}")
     for ep in entry_points(group="tail_bench.strategies"):
-        _add(found, ep.load(), f"entry point {ep.name} ({ep.value})")
+        try:
+            cls = ep.load()
+        except Exception as err:  # a broken installed package must not break every command
+            print(f"tail-bench: warning: entry point {ep.name} ({ep.value}) cannot be loaded "
+                  f"({type(err).__name__}: {err}); skipped", file=sys.stderr)
+            continue
+        _add(found, cls, f"entry point {ep.name} ({ep.value})")
     for spec in plugins:
         _add(found, load_plugin(spec), f"--plugin {spec}")
     return found
@@ -53,5 +67,5 @@ def available_strategies(plugins: tuple[str, ...] | list[str] = ()) -> dict[str,
 def get_strategy(name: str, plugins: tuple[str, ...] | list[str] = ()) -> type[Strategy]:
     found = available_strategies(plugins)
     if name not in found:
-        raise KeyError(f"unknown strategy {name!r}: expected one of {sorted(found)}")
+        raise ConfigError(f"unknown strategy {name!r}: expected one of {sorted(found)}")
     return found[name]

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from avalanche.core import SupervisedPlugin
 from torch import nn
 
+from tail_bench.errors import ConfigError
 from tail_bench.models.dual import DualEncoder
 
 
@@ -51,21 +52,42 @@ class Strategy(SupervisedPlugin):
         return {}
 
 
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _typed(value: Any, default: Any) -> Any:
+    """`value` (a string from the command line, or a value from a file) as the default's
+    type; ValueError when it is not one."""
+    kind = type(default)
+    if kind is bool:
+        text = str(value).lower()
+        if text not in TRUE + FALSE:
+            raise ValueError
+        return text in TRUE
+    if kind is int and (isinstance(value, bool) or float(value) != int(float(value))):
+        raise ValueError
+    return kind(value) if kind is not int else int(float(value))
+
+
 def parse_options(cls: type, raw: dict[str, Any], *, owner: str) -> Any:
-    """Build an options dataclass from strings or values; unknown keys are an error."""
+    """Build an options dataclass from strings or values; unknown keys and values of the
+    wrong type are an error naming the option."""
+    if not dataclasses.is_dataclass(cls):
+        raise ConfigError(f"strategy {owner!r}: its Options must be a dataclass, got {cls!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in fields:
-            raise ValueError(f"--opt {owner}.{key}: unknown option; {owner} takes "
-                             f"{sorted(fields) or 'no options'}")
+            raise ConfigError(f"--opt {owner}.{key}: unknown option; {owner} takes "
+                              f"{sorted(fields) or 'no options'}")
         default = fields[key].default
-        if isinstance(value, str) and not isinstance(default, str):
+        if default is not None and not isinstance(default, str):
             try:
-                value = (value.lower() in ("1", "true", "yes", "on")) if isinstance(
-                    default, bool) else type(default)(value)
-            except ValueError as err:
-                raise ValueError(f"--opt {owner}.{key}={value}: expected a "
-                                 f"{type(default).__name__}") from err
+                value = _typed(value, default)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"--opt {owner}.{key}={value}: expected "
+                                  f"{EXPECTED.get(type(default), type(default).__name__)}"
+                                  ) from err
         values[key] = value
     return cls(**values)

@@ -25,13 +25,14 @@ import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
+from torch import Tensor
 from torch.utils.data import DataLoader
 
 from tail_bench.errors import Diverged
+from tail_bench.losses import info_nce, positive_pairs
 from tail_bench.models.dual import DualEncoder
 from tail_bench.runtime import autocast
 from tail_bench.streams.pairs import collate_pairs
-from tail_bench.training.losses import info_nce, positive_pairs
 from tail_bench.training.strategy import Strategy
 
 
@@ -91,7 +92,15 @@ class RetrievalTemplate(SupervisedTemplate):
 
     def criterion(self):
         audio, text = self.mb_output
-        return info_nce(audio, text, self.model.logit_scale, self.mb_positives)
+        loss = info_nce(audio, text, self.model.logit_scale, self.mb_positives)
+        self.loss_terms = {"info_nce": loss.detach()}
+        return loss
+
+    def add_loss(self, name: str, value: Tensor) -> None:
+        """How a strategy adds a term to this batch's loss (in `before_backward`): the term
+        is also kept by name, on the device, for the loggers."""
+        self.loss = self.loss + value
+        self.loss_terms[name] = value.detach()
 
     def _before_training_epoch(self, **kwargs) -> None:
         self._batch, self._bad_at = 0, None

@@ -10,11 +10,17 @@ built on an in-batch similarity matrix takes it, distillation included.
 
 from __future__ import annotations
 
+import zlib
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tail_bench.streams.pairs import caption_key
+
+def caption_key(caption: str) -> int:
+    """A stable integer per caption string: identical strings are one caption (never each
+    other's negatives in training; embedded once in evaluation)."""
+    return zlib.crc32(caption.encode()) & 0x7FFFFFFF
 
 
 def positive_pairs(keys: Tensor, texts: list[str] | None = None) -> Tensor:

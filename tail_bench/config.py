@@ -1,0 +1,261 @@
+"""A run's options: one dataclass, from which the command line and config files derive.
+
+`RunConfig`'s fields carry their flag, help and parsing in their metadata, so the CLI
+(`add_arguments`), config files (`load_file`, YAML or JSON, the field names as keys) and
+run files (`run.json`'s `config`, which replays a run) cannot drift apart. Precedence:
+the field's default < the config file < flags given on the command line. This module
+imports nothing heavy, so `tail-bench --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tail_bench.errors import ConfigError
+
+RUN_FILE = "run.json"
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+
+
+def option(default: Any = dataclasses.MISSING, *, help: str, kind: str = "value",
+           type: type | None = str, choices: tuple[str, ...] | None = None,
+           flag: str | None = None, aliases: tuple[str, ...] = (), metavar: str | None = None,
+           factory: Any = None) -> Any:
+    """A RunConfig field with its CLI spelling. kind: value (`--x V`), csv (`--x a,b`),
+    many (`--x a b`), append (repeatable `--x V`), opt (repeatable `--opt S.K=V` into a
+    dict), switch (a bool that `--no-x` turns off)."""
+    meta = {"help": help, "kind": kind, "type": type, "choices": choices, "flag": flag,
+            "aliases": aliases, "metavar": metavar}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class RunConfig:
+    strategy: str = option(help="strategy name (see `tail-bench list`)")
+    baselines: list[str] = option(kind="csv", factory=list,
+                                  help="'all' or a comma list of strategies run alongside")
+    benchmark: str = option("tail-synth", help="tail-synth (default) or tail")
+    preset: str = option("default", help="quick | default (sizes, epochs)")
+    epochs: int | None = option(None, type=int, help="epochs per step (default: the preset's)")
+    lr: float | None = option(None, type=float, help="learning rate (default: the preset's)")
+    batch_size: int | None = option(None, type=int, help="batch size (default: the preset's)")
+    seeds: list[int] = option(kind="many", type=int, factory=lambda: [0], aliases=("--seed",),
+                              help="training seeds (default 0); several: mean ± std")
+    data_seed: int | None = option(
+        None, type=int, help="fix the generated stream's seed for every seed (default: each "
+                             "training seed also draws its own tail-synth data)")
+    device: str = option("auto", help="auto | cpu | cuda | cuda:N")
+    precision: str = option("auto", choices=PRECISION_CHOICES,
+                            help="autocast precision for training and evaluation (losses and "
+                                 "metrics stay fp32); auto: fp32 on the CPU, bf16 on CUDA")
+    workers: int = option(0, type=int,
+                          help="data-loading processes (decode real audio off the main process)")
+    eval_batch_size: int | None = option(
+        None, type=int, help="clips per evaluation batch (default: 256 on CUDA, else "
+                             "max(batch size, 64))")
+    out: Path | None = option(None, type=Path,
+                              help="run directory (default results/runs/<time>)")
+    backbone: str | None = option(None, help="backbone name or local checkpoint directory")
+    order: list[str] | None = option(None, kind="csv",
+                                     help="comma list of data sets: the stream's order (or "
+                                          "subset)")
+    length: int | None = option(None, type=int,
+                                help="tail-synth: number of steps (>4 adds variants)")
+    options: dict[str, dict[str, Any]] = option(
+        kind="opt", factory=dict, flag="--opt", metavar="STRATEGY.KEY=VALUE",
+        help="strategy option, repeatable (see docs/strategies.md)")
+    plugins: list[str] = option(kind="append", factory=list, flag="--plugin",
+                                metavar="MODULE:CLASS",
+                                help="load a strategy class from an importable module")
+    data_root: Path | None = option(None, type=Path,
+                                    help="tail: folder holding the four data sets")
+    on_error: str = option("fail", choices=("fail", "skip"),
+                           help="tail: stop on bad data (default), or skip and record bad "
+                                "items")
+    audiocaps_patterns: list[str] | None = option(
+        None, kind="append", flag="--audiocaps-pattern", metavar="PATTERN",
+        help="AudioCaps file stem, repeatable; default: Y{youtube_id}, {youtube_id}, "
+             "{youtube_id}_{start_time} (+ .wav/.flac/.ogg)")
+    eval_split: str = option("test", choices=("test", "val"),
+                             help="score the test splits (default) or the val splits (for "
+                                  "tuning)")
+    progress: bool = option(True, kind="switch", type=bool,
+                            help="progress output (--no-progress: none)")
+    tensorboard: bool = option(True, kind="switch", type=bool,
+                               help="TensorBoard event files in the run directory "
+                                    "(--no-tensorboard: none)")
+    wandb: str | None = option(None, metavar="PROJECT",
+                               help="also log to this Weights & Biases project (needs wandb)")
+
+    def check(self) -> None:
+        """Every option that can be checked without work; messages name the option."""
+        def need(ok: bool, option: str, value: Any, expected: str) -> None:
+            if not ok:
+                raise ConfigError(f"{option} {value}: expected {expected}")
+
+        need(bool(self.strategy), "--strategy", "(none)", "a strategy name")
+        for flag, value, low in (("--epochs", self.epochs, 1), ("--batch-size",
+                                                                  self.batch_size, 2)):
+            need(value is None or (isinstance(value, int) and value >= low), flag, value,
+                 f"an integer >= {low}")
+        need(self.lr is None or (math.isfinite(self.lr) and self.lr > 0), "--lr", self.lr,
+             "a finite number > 0")
+        need(bool(self.seeds), "--seeds", "(none)", "at least one seed")
+        need(all(isinstance(s, int) and s >= 0 for s in self.seeds), "--seeds",
+             " ".join(map(str, self.seeds)), "integers >= 0")
+        need(len(set(self.seeds)) == len(self.seeds), "--seeds", " ".join(map(str, self.seeds)),
+             "distinct seeds")
+        need(self.data_seed is None or self.data_seed >= 0, "--data-seed", self.data_seed,
+             "an integer >= 0")
+        need(self.workers >= 0, "--workers", self.workers, "an integer >= 0")
+        need(self.eval_batch_size is None or self.eval_batch_size >= 1, "--eval-batch-size",
+             self.eval_batch_size, "an integer >= 1")
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            need(not choices or getattr(self, f.name) in choices, _flag(f),
+                 getattr(self, f.name), " or ".join(choices or ()))
+        need(self.length is None or self.length >= 1, "--length", self.length,
+             "an integer >= 1")
+        if self.data_root is not None and not Path(self.data_root).is_dir():
+            raise ConfigError(f"--data-root {self.data_root}: not a directory "
+                              "(see docs/datasets.md for the layout)")
+        if self.out is not None and (Path(self.out) / RUN_FILE).exists():
+            raise ConfigError(f"--out {self.out}: {Path(self.out) / RUN_FILE} exists; "
+                              "pick a new --out or move it")
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, the field names as keys: what run.json stores and replays."""
+        return {k: str(v) if isinstance(v, Path) else v
+                for k, v in dataclasses.asdict(self).items()}
+
+
+def _flag(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def _opt(pairs: list[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        owner, dot, name = key.partition(".")
+        if not (sep and dot and owner and name):
+            raise ConfigError(f"--opt {pair!r}: expected STRATEGY.KEY=VALUE, "
+                              "e.g. ptat.prompt_length=8")
+        out.setdefault(owner, {})[name] = value
+    return out
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def add_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] = ()) -> None:
+    """One flag per RunConfig field (or per field named in `only`, for commands that share
+    some of run's options); flags not given stay out of the namespace, so a config file's
+    values are not overridden by defaults."""
+    for f in dataclasses.fields(RunConfig):
+        if only and f.name not in only:
+            continue
+        m, flags = f.metadata, [_flag(f), *f.metadata["aliases"]]
+        common = {"dest": f.name, "help": m["help"], "default": argparse.SUPPRESS}
+        if m["kind"] == "switch":
+            parser.add_argument("--no-" + f.name.replace("_", "-"), action="store_false",
+                                **common)
+        elif m["kind"] in ("append", "opt"):
+            parser.add_argument(*flags, action="append", metavar=m["metavar"], **common)
+        elif m["kind"] == "many":
+            parser.add_argument(*flags, nargs="+", type=m["type"], **common)
+        else:
+            parser.add_argument(*flags, type=m["type"] if m["kind"] == "value" else str,
+                                choices=m["choices"], metavar=m["metavar"], **common)
+
+
+def _coerce(f: dataclasses.Field, value: Any, where: str) -> Any:
+    """A value from the command line or a file, as the field holds it."""
+    m = f.metadata
+    if value is None:
+        return None
+    try:
+        if m["kind"] == "csv":
+            return _csv(value) if isinstance(value, str) else [str(v) for v in value]
+        if m["kind"] == "opt":
+            return _opt(value) if isinstance(value, list) else {
+                str(k): dict(v) for k, v in dict(value).items()}
+        if m["kind"] in ("append", "many"):
+            values = value if isinstance(value, list) else [value]
+            return [m["type"](v) for v in values]
+        if m["type"] is bool:
+            if isinstance(value, bool):
+                return value
+            raise ValueError("true or false")
+        if m["type"] is int and (isinstance(value, bool) or float(value) != int(value)):
+            raise ValueError("an integer")
+        return m["type"](value)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:
+        expected = {int: "an integer", float: "a number", bool: "true or false"}.get(
+            m["type"], "a list" if m["kind"] != "value" else "a string")
+        raise ConfigError(f"{where}: {f.name} = {value!r}: expected {expected}") from err
+
+
+def load_file(path: Path) -> dict[str, Any]:
+    """A config file (YAML or JSON; field names as keys), or a run file (`run.json` or its
+    directory), whose stored options replay the run (its `out` is dropped)."""
+    path = Path(path)
+    file = path / RUN_FILE if path.is_dir() else path
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise ConfigError(f"--config {file}: no such file") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"--config {file}: not UTF-8 text ({err.reason})") from err
+    try:
+        if file.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as err:  # yaml and json raise their own error types
+        raise ConfigError(f"--config {file}: not valid {file.suffix[1:] or 'JSON'} "
+                          f"({str(err).splitlines()[0]})") from err
+    if isinstance(data, dict) and "runs" in data and isinstance(data.get("config"), dict):
+        data = {k: v for k, v in data["config"].items() if k != "out"}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {file}: expected a mapping of option names to values")
+    known = {f.name: f for f in dataclasses.fields(RunConfig)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"--config {file}: unknown option(s) {', '.join(unknown)}; expected "
+                          f"some of {', '.join(known)}")
+    return {k: _coerce(known[k], v, str(file)) for k, v in data.items()}
+
+
+def given(namespace: argparse.Namespace) -> dict[str, Any]:
+    """The RunConfig values of the flags given on the command line, parsed."""
+    known = {f.name: f for f in dataclasses.fields(RunConfig)}
+    return {k: _coerce(known[k], v, _flag(known[k])) for k, v in vars(namespace).items()
+            if k in known}
+
+
+def default(name: str) -> Any:
+    f = next(f for f in dataclasses.fields(RunConfig) if f.name == name)
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def build(given: dict[str, Any], config: Path | None = None) -> RunConfig:
+    """RunConfig from a config file (optional) and the flags given on the command line."""
+    values = load_file(config) if config is not None else {}
+    values.update(given)
+    if not values.get("strategy"):
+        raise ConfigError("--strategy is required (on the command line or in --config)")
+    return RunConfig(**values)
