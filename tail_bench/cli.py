@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from tail_bench import config
@@ -72,8 +73,11 @@ def cmd_pretrain(a: argparse.Namespace) -> None:
     from tail_bench.models.pretrain import weights_path
     from tail_bench.runner import resolve_device
 
-    build_backbone(a.backbone, device=resolve_device(a.device), force_pretrain=True)
-    print(f"pretrained {a.backbone}: {weights_path(get_config(a.backbone))}")
+    start = time.perf_counter()
+    build_backbone(a.backbone, device=resolve_device(a.device), force_pretrain=True,
+                   progress=a.progress)
+    print(f"pretrained {a.backbone} in {time.perf_counter() - start:.0f} s: "
+          f"{weights_path(get_config(a.backbone))}")
 
 
 def cmd_report(a: argparse.Namespace) -> None:
@@ -132,7 +136,7 @@ def parser() -> argparse.ArgumentParser:
 
     pt = sub.add_parser("pretrain", help="(re)build the embedded backbone's cached weights")
     pt.add_argument("--backbone", default="synth-small")
-    pt.add_argument("--device", default="auto")
+    config.add_arguments(pt, only=("device", "progress"))
     pt.set_defaults(func=cmd_pretrain)
 
     rp = sub.add_parser("report", help="rebuild tables and plots from a run directory")
