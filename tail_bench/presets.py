@@ -24,7 +24,8 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("quick", (96, 32, 96, 96), 16, 40, 2, 32, 5e-4, "synth-tiny"),
-    Preset("default", (1000, 300, 800, 1000), 200, 500, 4, 64, 3e-4, "synth-small"),
+    # lr: Finetune's pick on the val splits (results/sweeps/tail-synth-default, docs/strategies.md)
+    Preset("default", (1000, 300, 800, 1000), 200, 500, 4, 64, 1e-4, "synth-small"),
 ]}
 
 
