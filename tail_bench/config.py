@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tail_bench.errors import ConfigError
+from tail_bench.evaluation.galleries import GALLERIES
 
 RUN_FILE = "run.json"
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
@@ -87,6 +88,10 @@ class RunConfig:
     eval_split: str = option("test", choices=("test", "val"),
                              help="score the test splits (default) or the val splits (for "
                                   "tuning)")
+    gallery: str = option("per-dataset", choices=GALLERIES,
+                          help="rank each query against its own data set's candidates "
+                               "(per-dataset, the paper's protocol), against every test "
+                               "set's (union: task-agnostic), or report both")
     progress: bool = option(True, kind="switch", type=bool,
                             help="progress output (--no-progress: none)")
     tensorboard: bool = option(True, kind="switch", type=bool,

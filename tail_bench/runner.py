@@ -129,11 +129,13 @@ def run(cfg: RunConfig) -> Path:
                               f"{', '.join(methods)}); add it to --baselines or drop the option")
         parse_options(known[owner].Options, opts, owner=owner)
     preset = get_preset(cfg.preset)
+    backbone_name = cfg.backbone or preset.backbone
+    for name in methods:
+        known[name](options=cfg.options.get(name, {})).check(backbone_name)
     check_stream_args(cfg.benchmark, data_root=cfg.data_root, length=cfg.length,
                       order=cfg.order)
     run_as = resolve(cfg, preset)
     check_wandb(cfg.wandb)
-    backbone_name = cfg.backbone or preset.backbone
     base = build_backbone(backbone_name, device=run_as.device, progress=cfg.progress)
     out = cfg.out or Path("results/runs") / time.strftime("%Y%m%d-%H%M%S")
     data_seeds = {s: s if cfg.data_seed is None else cfg.data_seed for s in cfg.seeds}
@@ -141,9 +143,10 @@ def run(cfg: RunConfig) -> Path:
                 "batch_size": run_as.batch, "eval_batch_size": run_as.eval_batch,
                 "device": str(run_as.device), "precision": run_as.precision,
                 "backbone": backbone_name, "preset_sizes": preset.as_dict(),
-                "data_seeds": data_seeds}
+                "data_seeds": data_seeds, "gallery": cfg.gallery}
     evaluator = RetrievalEvaluator(batch_size=run_as.eval_batch, num_workers=cfg.workers,
-                                   progress=cfg.progress, precision=run_as.precision)
+                                   progress=cfg.progress, precision=run_as.precision,
+                                   gallery=cfg.gallery)
     store: RunStore | None = None
     loggers: RunLoggers | None = None
     stream, built_for = None, None
@@ -255,6 +258,7 @@ def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: Retriev
             "backbone_params": count((model or base).backbone_parameters()),
             "train_seconds": round(train_seconds, 3), "eval_seconds": round(eval_seconds, 3),
             **{k: v for k, v in total.as_dict().items() if k != "seconds"},
-            "wall_seconds": round(total.seconds + (0 if cls.trains else zero_seconds), 3)}
+            "wall_seconds": round(total.seconds + (0 if cls.trains else zero_seconds), 3),
+            **strategy.cost()}
     store.finish(entry, cost=cost, extra=strategy.report())
     return entry

@@ -47,6 +47,15 @@ class Strategy(SupervisedPlugin):
         """The step size for this method; prompt methods usually want a larger one."""
         return run_lr
 
+    def check(self, backbone: str) -> None:
+        """Raise ConfigError for options that cannot work with `backbone` (a name or a
+        checkpoint path); the run calls it before any work."""
+
+    def cost(self) -> dict[str, Any]:
+        """Cost entries beyond parameters and time, merged into the run's cost: what a
+        method stores between steps (`memory_clips`, `memory_mb` for a replay buffer)."""
+        return {}
+
     def report(self) -> dict[str, Any]:
         """Extra per-run results for the run file (e.g. prompt-usage histograms)."""
         return {}
