@@ -87,8 +87,8 @@ class DualEncoder(nn.Module):
         """The audio head's output before L2 normalisation."""
         prefix = None if self.prompter is None else self.prompter.audio(self, features)
         pooled = self.audio(features, prefix=prefix)
-        if self.keep_features:
-            self.features = pooled
+        if self.keep_features:  # fp32, like a teacher's pass outside autocast
+            self.features = pooled.float()
         return self.audio_head(pooled)
 
     def embed_audio(self, features: Tensor) -> Tensor:

@@ -94,8 +94,7 @@ PLUGIN_FIT: dict[str, tuple[str, str]] = {
                                            "the retrieval template"),
 }
 READS_FEATURES = ("LwFPlugin", "FeatureDistillationPlugin")  # need `model.features` kept
-# Runs but does nothing on the CPU: SI keeps `param.detach().cpu()`, the weights themselves
-# there (a copy only on CUDA), so its trajectory and importances stay 0 (Avalanche 0.6).
+# Plugins that would run but do nothing on the CPU.
 CPU_ONLY_BROKEN = {"SynapticIntelligencePlugin": "keeps `param.detach().cpu()`, which on "
                                                  "the CPU is the weights themselves, so its "
                                                  "importances stay 0 (Avalanche 0.6); run it "
@@ -103,11 +102,12 @@ CPU_ONLY_BROKEN = {"SynapticIntelligencePlugin": "keeps `param.detach().cpu()`, 
 
 
 def avalanche_class(kind: type) -> type | None:
-    """The Avalanche plugin class `kind` is (or derives from), or None for our own."""
-    for cls in kind.__mro__:
-        if cls.__module__.startswith(PLUGINS_MODULE + ".") or cls is SupervisedPlugin:
-            return cls
-    return None
+    """The Avalanche plugin class `kind` is (or derives from), or None for our own plugins
+    (subclasses of SupervisedPlugin outside Avalanche: strategies, progress, loggers)."""
+    if kind is SupervisedPlugin:
+        return kind
+    return next((c for c in kind.__mro__ if c.__module__.startswith(PLUGINS_MODULE + ".")),
+                None)
 
 
 def check_plugin(plugin: object, device: torch.device | str | None = None) -> None:
@@ -152,8 +152,6 @@ class AvalancheView:
     """The template as Avalanche's plugins expect it (see the module docstring); reads and
     writes of anything else go to the template itself."""
 
-    _own = ("_template",)
-
     def __init__(self, template: Any) -> None:
         object.__setattr__(self, "_template", template)
 
@@ -182,11 +180,10 @@ class AvalancheView:
 
     @property
     def mb_output(self) -> Tensor:
-        """`model(x)` of this batch: the audio head on the tower output the template's
-        forward kept (no second tower pass)."""
+        """`model(x)` of this batch, in fp32 like a teacher's `model(x)`: the audio head on
+        the tower output the template's forward kept (no second tower pass)."""
         model = self._template.model
-        with self._template.autocast():
-            return model.audio_head(model.features)
+        return model.audio_head(model.features)
 
 
 CALLBACKS = sorted(n for n, _ in inspect.getmembers(SupervisedPlugin, inspect.isfunction)
