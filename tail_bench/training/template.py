@@ -15,7 +15,7 @@ Loaders yield Avalanche's batch layout (x, targets, task labels; the data sets'
 `collate_fn`), so Avalanche's plugins can replace the loader (ReplayPlugin) or make their
 own; `_unpack_minibatch` turns it into the retrieval batch above. Avalanche's own plugins
 are wrapped to see Avalanche's view of the template (`avalanche_compat`); an `evaluator`
-(an EvaluationPlugin with `retrieval_metrics` and loggers) scores each test set with the
+(an EvaluationPlugin with `RetrievalMetrics` and loggers) scores each test set with the
 shared evaluator core in `eval`.
 
 The GPU stays fed: pinned, non-blocking copies, persistent loader workers, and no host
@@ -104,7 +104,7 @@ class RetrievalTemplate(SupervisedTemplate):
 
     def eval_epoch(self, **kwargs) -> None:
         """No per-batch pass: retrieval ranks a whole test set, which the evaluator's
-        metrics (`retrieval_metrics`) embed and score in `after_eval_exp`."""
+        metric (`RetrievalMetrics`) embeds and scores in `after_eval_exp`."""
 
     def criterion(self):
         audio, text = self.mb_output
