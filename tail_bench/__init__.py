@@ -4,7 +4,9 @@ The repository's top-level folders `strategies/` and `benchmarks/` are the subpa
 `tail_bench.strategies` and `tail_bench.benchmarks` (their only import names, so they
 cannot collide with other projects' `strategies` or `benchmarks`). An install maps them
 there (setup.cfg `package_dir`); in a source checkout on `PYTHONPATH`, the finder below
-does the same.
+does the same, ahead of any editable install's mapping, so that the folders always come
+from the checkout this package was imported from (a git worktree beside an editable
+install of another checkout gets its own strategies, not the install's).
 """
 
 from __future__ import annotations
@@ -39,4 +41,4 @@ class _CheckoutFolders(importlib.abc.MetaPathFinder):
 _root = Path(__file__).resolve().parent.parent
 if not any(isinstance(f, _CheckoutFolders) for f in sys.meta_path) and all(
         (_root / name / "__init__.py").exists() for name in _FOLDERS):
-    sys.meta_path.append(_CheckoutFolders(_root))
+    sys.meta_path.insert(0, _CheckoutFolders(_root))

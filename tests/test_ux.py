@@ -266,3 +266,30 @@ def test_import_names_are_unambiguous(tmp_path):
     assert out[:2] == ["None", "None"]  # as installed: no top-level packages of those names
     assert out[2].endswith("strategies/__init__.py") and out[3].endswith(
         "benchmarks/__init__.py")
+
+
+def test_the_folders_come_from_the_checkout_the_package_was_imported_from(tmp_path):
+    """An editable install of another checkout (a finder already on sys.meta_path) must not
+    hand this checkout's `tail_bench` someone else's strategies."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    other = tmp_path / "other" / "strategies"
+    other.mkdir(parents=True)
+    (other / "__init__.py").write_text("")
+    code = f"""
+import importlib.abc, importlib.util, sys
+class Editable(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "tail_bench.strategies":
+            return importlib.util.spec_from_file_location(
+                name, {str(other / "__init__.py")!r}, submodule_search_locations=[{str(other)!r}])
+sys.meta_path.insert(0, Editable())
+import tail_bench.strategies as s
+print(s.__file__)
+"""
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert out == str(root / "strategies" / "__init__.py")
