@@ -45,3 +45,15 @@ def test_a_strategy_without_trainable_parameters_is_refused(tiny_model):
     s.setup(model)
     with pytest.raises(ValueError, match="no trainable parameters"):
         RetrievalTemplate(model=model, strategy=s, lr=1e-3)
+
+
+def test_cpu_training_flushes_subnormal_floats(tiny_model):
+    """Subnormals in a distillation backward made PTAT's CPU steps 8x slower
+    (quick preset, step 2: 39.9 s, 4.9 s flushed); the template flushes them on the CPU."""
+    torch.set_flush_denormal(False)
+    assert torch.tensor([1e-40]).item() != 0  # subnormal float32 kept
+    model = copy.deepcopy(tiny_model)
+    strategy = Finetune()
+    strategy.setup(model)
+    RetrievalTemplate(model=model, strategy=strategy, lr=1e-3, device="cpu")
+    assert torch.tensor([1e-40]).item() == 0
