@@ -133,7 +133,7 @@ def run(cfg: RunConfig) -> Path:
         parse_options(known[owner].Options, opts, owner=owner)
     preset = get_preset(cfg.preset)
     backbone_name = cfg.backbone or preset.backbone
-    for name in methods:
+    for name in {split_method(m)[0] for m in methods}:
         known[name](options=cfg.options.get(name, {})).check(backbone_name)
     check_stream_args(cfg.benchmark, data_root=cfg.data_root, length=cfg.length,
                       order=cfg.order)
