@@ -17,6 +17,15 @@ from tail_bench.errors import Interrupted, TailBenchError
 
 def cmd_run(a: argparse.Namespace) -> None:
     from tail_bench import distributed
+
+    if a.resume is not None:
+        cfg = config.for_resume(a.resume, config.given(a), a.config)
+    else:
+        cfg = config.build(config.given(a), a.config)
+    if cfg.nproc > 1 and distributed.launched() == 1:
+        launch(cfg, a.argv, resume=a.resume is not None)  # the launcher imports no model code
+        return
+
     from tail_bench.reporting.results import load_clips, load_run
     from tail_bench.reporting.tables import (
         comparison_table,
@@ -28,13 +37,6 @@ def cmd_run(a: argparse.Namespace) -> None:
     )
     from tail_bench.runner import run
 
-    if a.resume is not None:
-        cfg = config.for_resume(a.resume, config.given(a), a.config)
-    else:
-        cfg = config.build(config.given(a), a.config)
-    if cfg.nproc > 1 and distributed.launched() == 1:
-        launch(cfg, a.argv, resume=a.resume is not None)
-        return
     out = run(cfg, resume=a.resume is not None)
     if not distributed.is_main():
         return

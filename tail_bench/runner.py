@@ -265,7 +265,8 @@ def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: Retriev
     device = run_as.device
     tag_of = f"{cls.name}/seed{seed}"
     model, done = None, 0
-    saved = entry.setdefault("checkpoint", {"writes": 0, "seconds": 0.0, "mb": 0.0})
+    saved = entry.setdefault("checkpoint", {"writes": 0, "seconds": 0.0, "mb": 0.0}) \
+        if cls.trains else {}
     try:
         with CostMeter(device) as total:
             if cls.trains:
