@@ -189,7 +189,7 @@ def test_report_merges_the_jobs_of_a_sweep(uninterrupted, tmp_path, capsys):
     main(["report", str(tmp_path / "all")])  # a merged directory is a run directory
     assert capsys.readouterr().out == table
 
-    with pytest.raises(SystemExit, match=r"ewc seed 0 is also in .*merge each"):
+    with pytest.raises(SystemExit, match=r"ptat seed 0 is also in .*merge each"):
         main(["report", str(uninterrupted), str(uninterrupted)])
     other = tmp_path / "other-backbone"
     shutil.copytree(jobs[1], other)
