@@ -59,6 +59,9 @@ def launch(cfg: config.RunConfig, argv: list[str], *, resume: bool) -> None:
     import time
 
     cfg.check(resume=resume)
+    # torchrun's own parser would take "--nproc" for an abbreviation of --nproc-per-node
+    argv = [a.replace("--nproc", "--processes", 1) if a.split("=")[0] == "--nproc" else a
+            for a in argv]
     if cfg.out is None:
         argv = [*argv, "--out", str(Path("results/runs") / time.strftime("%Y%m%d-%H%M%S"))]
     code = subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone",

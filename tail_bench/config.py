@@ -56,7 +56,7 @@ class RunConfig:
     precision: str = option("auto", choices=PRECISION_CHOICES,
                             help="autocast precision for training and evaluation (losses and "
                                  "metrics stay fp32); auto: fp32 on the CPU, bf16 on CUDA")
-    nproc: int = option(1, type=int,
+    nproc: int = option(1, type=int, aliases=("--processes",),
                         help="data-parallel processes: starts torchrun --nproc-per-node N "
                              "(one per GPU; gloo on the CPU); the global batch stays "
                              "--batch-size")
