@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
+from tail_bench import distributed
 from tail_bench.evaluation import bootstrap
 from tail_bench.evaluation.bootstrap import ClipScores
 from tail_bench.evaluation.galleries import GALLERIES, union_key
@@ -90,10 +91,12 @@ class RetrievalEvaluator:
     @torch.no_grad()
     def embed(self, model: DualEncoder, dataset) -> tuple[torch.Tensor, torch.Tensor,
                                                            torch.Tensor]:
-        """(clip embeddings, caption embeddings, caption -> clip row) for one test set."""
+        """(clip embeddings, caption embeddings, caption -> clip row) for one test set.
+        With several processes each encodes a contiguous share and all gather the rest."""
         clips, captions, owner, name = test_view(dataset)
         cuda = model.device.type == "cuda"
-        loader = DataLoader(clips, batch_size=self.batch_size, collate_fn=collate_pairs,
+        loader = DataLoader(Subset(clips, distributed.shard(len(clips))),
+                            batch_size=self.batch_size, collate_fn=collate_pairs,
                             num_workers=self.num_workers, pin_memory=cuda)
         with autocast(model.device, self.precision):
             audio = [model.encode_audio(batch[0].to(model.device, non_blocking=True)).float()
@@ -101,10 +104,12 @@ class RetrievalEvaluator:
                                            enabled=self.progress)]
             distinct = sorted(set(captions))
             row_of = {c: i for i, c in enumerate(distinct)}
-            text = torch.cat([model.encode_text(distinct[i:i + self.batch_size]).float()
-                              for i in range(0, len(distinct), self.batch_size)])
+            mine = [distinct[i] for i in distributed.shard(len(distinct))]
+            text = torch.cat([model.encode_text(mine[i:i + self.batch_size]).float()
+                              for i in range(0, len(mine), self.batch_size)])
+        audio, text = distributed.gather_rows(torch.cat(audio)), distributed.gather_rows(text)
         text = text[torch.tensor([row_of[c] for c in captions], device=text.device)]
-        return torch.cat(audio), text, torch.tensor(owner, device=model.device)
+        return audio, text, torch.tensor(owner, device=model.device)
 
     def evaluate(self, model: DualEncoder, test_stream) -> Evaluation:
         was_training = model.training

@@ -2,7 +2,8 @@
 
 A strategy declares what it trains (`setup` freezes or adds modules, `trainable_parameters`
 lists them), adds loss terms in `before_backward` and keeps state across steps in
-`before_/after_training_exp`, like any Avalanche plugin. The training loop is shared
+`before_/after_training_exp`, like any Avalanche plugin, and hands that state to per-step
+checkpoints through `state_dict`/`load_state_dict`. The training loop is shared
 (`RetrievalTemplate`); a strategy never copies it. Options are a dataclass so that
 `--opt NAME.KEY=VALUE` is typed and checked.
 """
@@ -59,6 +60,17 @@ class Strategy(SupervisedPlugin):
     def report(self) -> dict[str, Any]:
         """Extra per-run results for the run file (e.g. prompt-usage histograms)."""
         return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """What this strategy carries from one step to the next beyond the model's weights
+        (a Fisher, an anchor, a teacher, a usage history): tensors, numbers, strings, and
+        lists or str-keyed dicts of them. Saved after every step so a run can resume."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any], model: DualEncoder) -> None:
+        """Take back what `state_dict` returned (tensors on the model's device, tuples as
+        lists). Called after `setup`, with `model` already holding the checkpoint's
+        weights."""
 
 
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
