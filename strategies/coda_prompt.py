@@ -15,6 +15,7 @@ components, the projection heads and the logit scale.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -145,6 +146,16 @@ class CODAPrompt(Strategy):
 
     def after_training_exp(self, template, **kwargs) -> None:
         self.steps += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """The components are model weights; how many groups there are is the state."""
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any], model: DualEncoder) -> None:
+        """Grow to the checkpoint's groups (setup made the first); the weights follow."""
+        for _ in range(state["steps"] - 1):
+            self._grow(model)
+        self.steps = state["steps"]
 
     def report(self) -> dict:
         total = sum(p.numel() for p in self.prompter.parameters()) if self.prompter else 0

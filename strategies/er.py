@@ -15,10 +15,12 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from tail_bench import distributed
 from tail_bench.errors import ConfigError
 from tail_bench.losses import positive_pairs
 from tail_bench.runtime import pcm_to_float
@@ -68,20 +70,28 @@ class ER(Strategy):
         self.items: list[tuple[int, str, str]] = []  # (clip key, caption, data set)
         self.waves: dict[int, Tensor] = {}  # clip key -> waveform, one copy per clip
 
-    def sample(self, n: int) -> tuple[Tensor, list[str], Tensor]:
-        """`n` buffer pairs (or all), drawn without replacement, collated like a batch."""
+    def sample(self, n: int) -> tuple[Tensor, list[str], Tensor] | None:
+        """`n` buffer pairs (or all), drawn without replacement, collated like a batch.
+        With several processes every one draws the same pairs (the same generator) and
+        keeps its interleaved share of them."""
         picked = self.rng.sample(self.items, min(n, len(self.items)))
+        picked = picked[distributed.rank()::distributed.size()]
+        if not picked:  # fewer buffer pairs than processes
+            return None
         return collate_pairs([(self.waves[k], caption, k) for k, caption, _ in picked])
 
     def before_forward(self, template, **kwargs) -> None:
         if not self.items:
             return
         wave, texts, keys = template.mbatch
-        m_wave, m_texts, m_keys = self.sample(self.options.batch or len(texts))
-        wave, m_wave = _as_float_if_mixed(wave, m_wave.to(wave.device, non_blocking=True))
-        keys = torch.cat([keys, m_keys.to(keys.device, non_blocking=True)])
-        template.mbatch = (torch.cat([wave, m_wave]), [*texts, *m_texts], keys)
-        template.mb_positives = positive_pairs(keys)
+        # as many as the whole batch holds (every process's rows)
+        memory = self.sample(self.options.batch or len(texts) * distributed.size())
+        if memory is not None:
+            m_wave, m_texts, m_keys = memory
+            wave, m_wave = _as_float_if_mixed(wave, m_wave.to(wave.device, non_blocking=True))
+            keys = torch.cat([keys, m_keys.to(keys.device, non_blocking=True)])
+            template.mbatch = (torch.cat([wave, m_wave]), [*texts, *m_texts], keys)
+        template.mb_positives = positive_pairs(distributed.gather_rows(keys))
 
     def after_training_exp(self, template, **kwargs) -> None:
         data = template.experience.dataset
@@ -109,3 +119,17 @@ class ER(Strategy):
     def report(self) -> dict:
         return {"buffer_pairs_by_dataset": dict(Counter(d for _, _, d in self.items)),
                 "pairs_seen": self.seen}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The buffer (pairs and waveforms), the pairs seen and the sampler's state."""
+        version, mt, gauss = self.rng.getstate()
+        return {"rng": [version, list(mt), gauss], "seen": self.seen,
+                "items": [list(item) for item in self.items],
+                "waves": {str(k): w for k, w in self.waves.items()}}
+
+    def load_state_dict(self, state: dict[str, Any], model) -> None:
+        version, mt, gauss = state["rng"]
+        self.rng.setstate((version, tuple(mt), gauss))
+        self.seen = state["seen"]
+        self.items = [(int(k), caption, name) for k, caption, name in state["items"]]
+        self.waves = {int(k): w.cpu() for k, w in state["waves"].items()}  # kept on the host

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -176,3 +177,11 @@ class ZSCL(Strategy):
 
     def report(self) -> dict:
         return {"reference_pairs": len(self.ref[1]) if self.ref else 0}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the reference batches' draw stands (the reference set and its initial
+        embeddings are rebuilt by `setup` from the initial model; the average is per step)."""
+        return {"gen": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any], model: DualEncoder) -> None:
+        self.gen.set_state(state["gen"].cpu())

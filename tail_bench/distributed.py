@@ -1,11 +1,15 @@
 """Data-parallel runs: one process per device, started by torchrun (or `run --nproc N`).
 
 Every process trains on its share of each global batch (the batch size stays the run's),
-computes the losses that compare rows of a batch on the whole batch (`gather`), and
-DistributedDataParallel averages the gradients, so a step equals a one-process step up to
-the order of float sums. Evaluation shards the clips and captions to encode and gathers
-the embeddings; every process then holds the same scores, and only rank 0 writes files.
-gloo on the CPU, nccl on CUDA. With one process every helper here is the identity.
+computes the losses that compare rows of a batch on the whole batch (`gather`), and the
+gradients are averaged over the processes after each backward (`average_gradients`, one
+all-reduce), so a step equals a one-process step up to the order of float sums. (Not
+DistributedDataParallel: its reducer refuses parameters a loss uses outside the wrapped
+forward, such as the logit scale in InfoNCE or L2P's keys in its key loss, and a trainable
+parameter that gets no gradient in a batch stops it.) Evaluation shards the clips and
+captions to encode and gathers the embeddings; every process then holds the same scores,
+and only rank 0 writes files. gloo on the CPU, nccl on CUDA. With one process every
+helper here is the identity.
 """
 
 from __future__ import annotations
@@ -72,43 +76,46 @@ def all_reduce_max(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def _all_rows(t: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """Every process's rows of `t` (any counts), in rank order, and the counts."""
+    n = torch.tensor([len(t)], device=t.device)
+    counts = [torch.zeros_like(n) for _ in range(size())]
+    dist.all_gather(counts, n)
+    rows = [int(c.item()) for c in counts]
+    padded = torch.zeros((max(rows), *t.shape[1:]), dtype=t.dtype, device=t.device)
+    padded[: len(t)] = t
+    parts = [torch.empty_like(padded) for _ in range(size())]
+    dist.all_gather(parts, padded)
+    return torch.cat([p[:c] for p, c in zip(parts, rows, strict=True)]), rows
+
+
 class _Gather(torch.autograd.Function):
     """all_gather whose backward sums the gradients of every process and keeps this
     process's rows (an all-reduce, which every backend has)."""
 
     @staticmethod
     def forward(ctx, t: torch.Tensor) -> torch.Tensor:
-        parts = [torch.empty_like(t) for _ in range(size())]
-        dist.all_gather(parts, t.contiguous())
-        ctx.rows = len(t)
-        return torch.cat(parts)
+        rows, counts = _all_rows(t.detach())
+        ctx.start, ctx.rows = sum(counts[: rank()]), len(t)
+        return rows
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.contiguous().clone()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        return grad[rank() * ctx.rows:(rank() + 1) * ctx.rows]
+        return grad[ctx.start:ctx.start + ctx.rows]
 
 
 def gather(t: torch.Tensor) -> torch.Tensor:
-    """Every process's rows (equal counts), in rank order, with gradient: the backward
-    sums what every process's (identical) loss sends to this process's rows."""
+    """Every process's rows (any counts, e.g. a replay strategy's extra rows), in rank
+    order, with gradient: the backward sums what every process's (identical) loss sends
+    to this process's rows."""
     return _Gather.apply(t) if active() else t
 
 
 def gather_rows(t: torch.Tensor) -> torch.Tensor:
     """Every process's rows (any counts), in rank order, without gradient."""
-    if not active():
-        return t
-    n = torch.tensor([len(t)], device=t.device)
-    counts = [torch.zeros_like(n) for _ in range(size())]
-    dist.all_gather(counts, n)
-    most = int(max(c.item() for c in counts))
-    padded = torch.zeros((most, *t.shape[1:]), dtype=t.dtype, device=t.device)
-    padded[: len(t)] = t
-    parts = [torch.empty_like(padded) for _ in range(size())]
-    dist.all_gather(parts, padded)
-    return torch.cat([p[: int(c.item())] for p, c in zip(parts, counts, strict=True)])
+    return _all_rows(t.detach())[0] if active() else t
 
 
 def shard(n: int) -> range:
@@ -130,6 +137,32 @@ def check_in_sync(module: torch.nn.Module) -> None:
     if not torch.equal(low, high):
         raise RuntimeError(f"processes hold different weights (checksums {low.item()} to "
                            f"{high.item()}): data-parallel training went out of step")
+
+
+def average_gradients(params) -> None:
+    """Every process's gradients averaged, in place (what DistributedDataParallel does in
+    its backward): one all-reduce per dtype over the flattened gradients. A parameter
+    that has a gradient on some process counts zeros on the others; one without a
+    gradient anywhere keeps none (AdamW then skips it, as with one process)."""
+    if not active():
+        return
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        return
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32,
+                       device=params[0].device)
+    all_reduce_max(has)
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for p, h in zip(params, has.tolist(), strict=True):
+        if h:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            by_dtype.setdefault(p.grad.dtype, []).append(p.grad)
+    for grads in by_dtype.values():
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        all_reduce_sum(flat).div_(size())
+        for g, avg in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+            g.copy_(avg.view_as(g))
 
 
 def barrier() -> None:

@@ -7,7 +7,8 @@ the shared evaluator scores every method after every step. A method whose loss o
 embeddings turn non-finite is marked `diverged` and the run goes on; a crash marks it
 `failed`, Ctrl-C `interrupted`, and the finished steps stay on disk. After every step but
 the last a checkpoint is written (training/checkpoint.py), so `--resume DIR` continues an
-unfinished method where it stopped, with the scores an uninterrupted run gives. Costs are recorded
+unfinished method where it stopped, with the scores an uninterrupted run gives (a row with
+Avalanche plugins starts over: their state has no checkpoint). Costs are recorded
 per method: wall time, peak memory and the parameters it trains.
 """
 
@@ -282,8 +283,11 @@ def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: Retriev
     device = run_as.device
     tag_of = f"{method}/seed{seed}"
     model, done = None, 0
+    # Avalanche plugins keep state (a replay buffer, EWC's importances) that no contract
+    # saves: a row with plugins writes no checkpoint and starts over on --resume
+    keeps = cls.trains and not avalanche_plugins
     saved = entry.setdefault("checkpoint", {"writes": 0, "seconds": 0.0, "mb": 0.0}) \
-        if cls.trains else {}
+        if keeps else {}
     try:
         with CostMeter(device) as total:
             if cls.trains:
@@ -299,7 +303,7 @@ def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: Retriev
                              *extra_plugins])
                 if resumed:
                     done = checkpoint.load(where, model=model, strategy=strategy,
-                                           template=template)
+                                           template=template) if keeps else 0
                     store.reopen(entry, done)
                 steps = len(bench.train_stream)
                 for i, exp in enumerate(bench.train_stream, 1):
@@ -319,7 +323,7 @@ def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: Retriev
                                           "train_seconds": round(tr.seconds, 3),
                                           "eval_seconds": round(ev.seconds, 3)}, result.clips)
                     log_scores(loggers, tag_of, result, i)
-                    if i < steps and store.write:
+                    if i < steps and keeps and store.write:
                         seconds, size = checkpoint.save(where, i, model=model,
                                                         strategy=strategy, template=template)
                         saved.update(writes=saved["writes"] + 1,

@@ -47,7 +47,7 @@ class RunStore:
             self.clips = load_clips(self.out, self.data)
             self.data.setdefault("resumed", []).append(header)
             return
-        if (self.out / RUN_FILE).exists():
+        if write and (self.out / RUN_FILE).exists():  # (rank 0 may have written it)
             raise RunFileError(f"{self.out / RUN_FILE} exists: pick a new --out or move it")
         self.data = {"schema": SCHEMA, **(header or {}), "runs": []}
         self.save()

@@ -127,11 +127,13 @@ def load(where: Path, *, model: torch.nn.Module, strategy, template) -> int:
     if step_dir is None:
         return 0
     device = next(model.parameters()).device
-    weights = load_tensors((step_dir / "model.safetensors").read_bytes())
-    model.load_state_dict({k: v.to(device) for k, v in weights.items()})
     tensors = load_tensors((step_dir / "state.safetensors").read_bytes())
     tree = json.loads((step_dir / "state.json").read_text(encoding="utf-8"))
+    # the strategy's state first: one that grows the model per step (CODA-Prompt) gives it
+    # the checkpoint's shape, then the weights fill it
     strategy.load_state_dict(_join(tree["strategy"], tensors, device), model)
+    weights = load_tensors((step_dir / "model.safetensors").read_bytes())
+    model.load_state_dict({k: v.to(device) for k, v in weights.items()})
     if tree["scaler"]:
         template.scaler.load_state_dict(tree["scaler"])
     set_rng_state(_join(tree["rng"], tensors, torch.device("cpu")))

@@ -25,12 +25,17 @@ class NoOptions:
     pass
 
 
-class Strategy(SupervisedPlugin):
+class Strategy(SupervisedPlugin, supports_distributed=True):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     trains: ClassVar[bool] = True  # False: reference row evaluated before any step only
     joint: ClassVar[bool] = False  # True: one step on the union of every step's data
     Options: ClassVar[type] = NoOptions
+
+    def __init_subclass__(cls, supports_distributed: bool = True, **kwargs) -> None:
+        """Strategies run data-parallel through the template (docs/strategies.md: several
+        processes), so each one tells Avalanche so unless it says otherwise."""
+        super().__init_subclass__(supports_distributed=supports_distributed, **kwargs)
 
     def __init__(self, *, options: dict[str, Any] | None = None) -> None:
         super().__init__()
@@ -69,8 +74,9 @@ class Strategy(SupervisedPlugin):
 
     def load_state_dict(self, state: dict[str, Any], model: DualEncoder) -> None:
         """Take back what `state_dict` returned (tensors on the model's device, tuples as
-        lists). Called after `setup`, with `model` already holding the checkpoint's
-        weights."""
+        lists). Called after `setup` and before the checkpoint's weights are loaded into
+        `model`: a strategy that adds modules per step adds them here, so the model has
+        the checkpoint's shape; the global RNG states are restored after it."""
 
 
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")

@@ -32,8 +32,7 @@ import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
-from torch import Tensor, nn
-from torch.nn.parallel import DistributedDataParallel
+from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
 from tail_bench import distributed
@@ -44,17 +43,6 @@ from tail_bench.runtime import autocast
 from tail_bench.streams.pairs import decode_targets
 from tail_bench.training.avalanche_compat import RetrievalCriterion, bridge
 from tail_bench.training.strategy import Strategy
-
-
-class _Embed(nn.Module):
-    """The model's `embed` as a module's forward, for DistributedDataParallel."""
-
-    def __init__(self, model: DualEncoder) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, features: Tensor, tokens: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        return self.model.embed(features, tokens)
 
 
 class _Interleaved(Sampler):
@@ -101,11 +89,6 @@ class RetrievalTemplate(SupervisedTemplate):
                          train_mb_size=train_mb_size, train_epochs=train_epochs,
                          eval_mb_size=train_mb_size, device=device,
                          plugins=[strategy, *bridge(plugins, device)], evaluator=evaluator)
-        self.ddp = None
-        if distributed.size() > 1:  # gradients averaged over the processes
-            self.ddp = DistributedDataParallel(
-                _Embed(model), device_ids=[device.index] if device.type == "cuda" else None,
-                find_unused_parameters=True, broadcast_buffers=False)
 
     def _new_optimizer(self, model: DualEncoder) -> torch.optim.Optimizer:
         params = self.method.trainable_parameters(model)
@@ -145,7 +128,7 @@ class RetrievalTemplate(SupervisedTemplate):
         wave, texts, _ = self.mbatch
         self.mb_inputs = self.model.inputs(wave, texts)
         with self.autocast():
-            return (self.ddp or self.model.embed)(*self.mb_inputs)
+            return self.model.embed(*self.mb_inputs)
 
     def gather(self, rows: Tensor) -> Tensor:
         """This process's rows of the batch -> the whole batch's (every process's, with
@@ -184,6 +167,10 @@ class RetrievalTemplate(SupervisedTemplate):
         if self._batch % self.check_every == 0:
             self._check_finite()
         self.scaler.scale(self.loss).backward()
+        # several processes: the average of their gradients is the one-process gradient
+        # (`gather`'s backward sends each process the whole loss's share of its rows)
+        distributed.average_gradients(p for g in self.optimizer.param_groups
+                                      for p in g["params"])
 
     def optimizer_step(self) -> None:
         self.scaler.step(self.optimizer)
