@@ -90,13 +90,16 @@ def test_zscl_distils_toward_the_initial_model_on_the_reference_set(tiny_model):
     away = s.reference_loss(model)
     assert away.item() > 1e-4
     away.backward()
-    grads = [p.grad for p in model.text_head.parameters()]
+    params = list(model.text_head.parameters())
+    grads = [p.grad for p in params]
     assert all(g is not None and g.abs().sum() > 0 for g in grads)
-    with torch.no_grad():
-        for p in model.text_head.parameters():
-            p.sub_(0.5 * p.grad)
-    s.gen.manual_seed(1)
-    assert s.reference_loss(model).item() < away.item()
+    norm = torch.cat([g.flatten() for g in grads]).norm().item()
+    with torch.no_grad():  # a move of length 1e-3 along -grad (a fixed 0.5 * grad overshoots)
+        for p in params:
+            p.sub_(1e-3 / norm * p.grad)
+    s.gen.manual_seed(1)  # the same reference batch
+    drop = away.item() - s.reference_loss(model).item()
+    assert drop == pytest.approx(1e-3 * norm, rel=0.05)  # as the first order predicts
 
 
 def test_zscl_weights_are_the_average_of_the_step_snapshots(tiny_model, quick_stream):
@@ -225,3 +228,28 @@ def test_lora_trains_only_adapters_and_keeps_the_towers_bit_identical(train_head
         assert torch.equal(after[candidates[0]], before), name
     assert any(not torch.equal(p, torch.zeros_like(p)) for n, p in after.items()
                if "lora_B" in n)  # B starts at zero: the adapters learnt
+    wave = torch.randn(2, int(model.meta["clip_seconds"] * model.meta["sample_rate"])) * 0.1
+    texts = ["a dog barks", "rain falls on a metal roof"]
+    model.train()  # the ordinary path, as in training
+    trained = [model.encode_audio(wave).detach(), model.encode_text(texts).detach()]
+    bare = copy.deepcopy(model)  # the same model with its adapters zeroed
+    with torch.no_grad():
+        for n, p in bare.named_parameters():
+            if "lora_B" in n:
+                p.zero_()
+    model.eval()
+    bare.eval()
+    with torch.no_grad():  # how it is evaluated: eval and no_grad, the layers' fast path
+        for encode, before in zip(("encode_audio", "encode_text"), trained, strict=True):
+            x = wave if encode == "encode_audio" else texts
+            evaluated = getattr(model, encode)(x)
+            torch.testing.assert_close(evaluated, before, atol=1e-5, rtol=0)
+            assert (evaluated - getattr(bare, encode)(x)).abs().max() > 1e-3, encode
+    assert torch.backends.mha.get_fastpath_enabled()  # switched off only inside the towers
+
+
+def test_lora_dropout_is_refused_on_attention_weights(tiny_model):
+    with pytest.raises(ConfigError, match=r"lora\.dropout"):
+        LoRA(options={"dropout": 0.1}).check("synth-tiny")
+    with pytest.raises(ConfigError, match=r"lora\.dropout"):
+        LoRA(options={"dropout": 0.1}).setup(copy.deepcopy(tiny_model))
