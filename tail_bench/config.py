@@ -41,7 +41,10 @@ def option(default: Any = dataclasses.MISSING, *, help: str, kind: str = "value"
 class RunConfig:
     strategy: str = option(help="strategy name (see `tail-bench list`)")
     baselines: list[str] = option(kind="csv", factory=list,
-                                  help="'all' or a comma list of strategies run alongside")
+                                  help="'all' or a comma list of strategies run alongside; "
+                                       "STRATEGY+PLUGIN(key=value,...) adds Avalanche "
+                                       "plugins to a strategy, a row of its own (see "
+                                       "docs/avalanche.md)")
     benchmark: str = option("tail-synth", help="tail-synth (default) or tail")
     preset: str = option("default", help="quick | default (sizes, epochs)")
     epochs: int | None = option(None, type=int, help="epochs per step (default: the preset's)")
@@ -154,7 +157,15 @@ def _opt(pairs: list[str]) -> dict[str, dict[str, str]]:
 
 
 def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+    """Comma-separated items; a comma inside parentheses (an Avalanche plugin's options,
+    `finetune+EWCPlugin(ewc_lambda=10,mode='online')`) stays in its item."""
+    items, depth, start = [], 0, 0
+    for i, c in enumerate(text + ","):
+        depth += (c == "(") - (c == ")")
+        if c == "," and depth == 0:
+            items.append(text[start:i].strip())
+            start = i + 1
+    return [t for t in items if t]
 
 
 def add_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] = ()) -> None:

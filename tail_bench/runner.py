@@ -35,6 +35,7 @@ from tail_bench.reporting.results import RunStore
 from tail_bench.runtime import resolve_precision
 from tail_bench.streams.registry import build_stream, check_stream_args
 from tail_bench.streams.stream import Stream
+from tail_bench.training.avalanche_compat import make_plugin, parse_plugin_spec, split_method
 from tail_bench.training.loss_log import LossLogger
 from tail_bench.training.progress import ProgressBar
 from tail_bench.training.registry import available_strategies
@@ -79,7 +80,7 @@ def method_list(strategy: str, baselines: list[str], known: dict) -> list[str]:
     if baselines == ["all"]:
         baselines = [n for n in known if n != strategy]
     methods = [strategy, *[b for b in baselines if b != strategy]]
-    unknown = [m for m in methods if m not in known]
+    unknown = [split_method(m)[0] for m in methods if split_method(m)[0] not in known]
     if unknown:
         raise ConfigError(f"unknown strategy {unknown[0]!r}: expected one of {sorted(known)}")
     return methods
@@ -117,9 +118,11 @@ def resolve(cfg: RunConfig, preset) -> Settings:
 
 def run(cfg: RunConfig) -> Path:
     cfg.check()
-    resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
     known = available_strategies(cfg.plugins)
     methods = method_list(cfg.strategy, cfg.baselines, known)
+    for spec in (s for m in methods for s in split_method(m)[1]):
+        make_plugin(spec, device)  # an unknown or classification-only plugin stops here
     for owner, opts in cfg.options.items():
         if owner not in known:
             raise ConfigError(f"--opt {owner}.…: no strategy {owner!r}; expected one of "
@@ -171,10 +174,12 @@ def run(cfg: RunConfig) -> Path:
                 loggers = RunLoggers(out, tensorboard=cfg.tensorboard, wandb=cfg.wandb,
                                      config=cfg.as_dict())
             for name in methods:
-                run_method(store, known[name], base=base, stream=stream, evaluator=evaluator,
-                           zero_shot=zero_shot, zero_seconds=zero_seconds, seed=seed,
-                           data_seed=built_for, run_as=run_as, loggers=loggers,
-                           options=cfg.options.get(name, {}))
+                strategy, plugins = split_method(name)
+                run_method(store, known[strategy], base=base, stream=stream,
+                           evaluator=evaluator, zero_shot=zero_shot,
+                           zero_seconds=zero_seconds, seed=seed, data_seed=built_for,
+                           run_as=run_as, loggers=loggers,
+                           options=cfg.options.get(strategy, {}), avalanche_plugins=plugins)
     finally:
         if loggers is not None:
             loggers.close()
@@ -190,19 +195,28 @@ def log_scores(loggers: RunLoggers, tag: str, result: Evaluation, step: int) -> 
 
 def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: RetrievalEvaluator,
                zero_shot: Evaluation, zero_seconds: float, seed: int, data_seed: int,
-               run_as: Settings, loggers: RunLoggers, options: dict[str, Any]
-               ) -> dict[str, Any]:
+               run_as: Settings, loggers: RunLoggers, options: dict[str, Any],
+               avalanche_plugins: list[str] = ()) -> dict[str, Any]:
+    """One method and seed; `avalanche_plugins` (specs) are added to the strategy, and the
+    row is named `strategy+Plugin(...)`."""
     seed_everything(seed)
     strategy = cls(options=options)
+    extra_plugins = [make_plugin(spec, run_as.device) for spec in avalanche_plugins]
     role = "zero-shot" if not cls.trains else ("joint" if cls.joint else "continual")
     info = {"role": role, "description": cls.description, "options": asdict(strategy.options),
-            "data_seed": data_seed}
-    entry = store.start(method=cls.name, seed=seed, info=info)
+            "data_seed": data_seed, "strategy": cls.name,
+            "avalanche_plugins": [{"spec": spec, "class": f"{type(p).__module__}."
+                                   f"{type(p).__qualname__}",
+                                   "options": parse_plugin_spec(spec)[1]}
+                                  for spec, p in zip(avalanche_plugins, extra_plugins,
+                                                     strict=True)]}
+    method = "+".join([cls.name, *avalanche_plugins])
+    entry = store.start(method=method, seed=seed, info=info)
     store.add_row(entry, {"step": 0, "after": None, "scores": zero_shot.scores,
                           "train_seconds": 0.0, "eval_seconds": round(zero_seconds, 3)},
                   zero_shot.clips)
     device = run_as.device
-    tag_of = f"{cls.name}/seed{seed}"
+    tag_of = f"{method}/seed{seed}"
     log_scores(loggers, tag_of, zero_shot, 0)
     train_seconds = eval_seconds = 0.0
     model = None
@@ -216,8 +230,9 @@ def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: Retriev
                     model=model, strategy=strategy, lr=run_as.lr, train_mb_size=run_as.batch,
                     train_epochs=run_as.epochs, device=device, seed=seed,
                     num_workers=run_as.workers, precision=run_as.precision,
-                    plugins=[ProgressBar(label=cls.name, enabled=run_as.progress),
-                             LossLogger(lambda t, v, b: loggers.scalar(f"{tag_of}/{t}", v, b))])
+                    plugins=[ProgressBar(label=method, enabled=run_as.progress),
+                             LossLogger(lambda t, v, b: loggers.scalar(f"{tag_of}/{t}", v, b)),
+                             *extra_plugins])
                 for i, exp in enumerate(bench.train_stream, 1):
                     with CostMeter(device) as tr:
                         template.train(exp)

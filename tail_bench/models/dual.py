@@ -28,6 +28,18 @@ class Prompter(Protocol):
              ) -> tuple[Tensor | list[Tensor] | None, Tensor | list[Tensor] | None]: ...
 
 
+class _Kept:
+    """The last audio tower output, for Avalanche plugins that read `model.features`
+    (FeatureDistillationPlugin). A copy of the model starts empty: a deep copy of a tensor
+    inside an autograd graph fails, and a teacher must not hold the student's batch."""
+
+    def __init__(self) -> None:
+        self.value: Tensor | None = None
+
+    def __deepcopy__(self, memo: dict) -> _Kept:
+        return _Kept()
+
+
 def head(width: int, hidden: int, out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, out))
 
@@ -45,6 +57,17 @@ class DualEncoder(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale)))
         self.prompter: nn.Module | None = None
         self.meta = dict(meta or {})  # name, sample rate, clip length: what loaders need
+        self.keep_features = False  # True: keep `features` (only Avalanche plugins read it)
+        self._kept = _Kept()
+
+    @property
+    def features(self) -> Tensor | None:
+        """The audio tower's output of the last audio pass (with `keep_features`)."""
+        return self._kept.value
+
+    @features.setter
+    def features(self, value: Tensor | None) -> None:
+        self._kept.value = value
 
     @property
     def device(self) -> torch.device:
@@ -60,9 +83,16 @@ class DualEncoder(nn.Module):
         Every model built from the same backbone shares them (a frozen teacher included)."""
         return self.audio.features(wave), self.text.tokenize(texts, self.device)
 
-    def embed_audio(self, features: Tensor) -> Tensor:
+    def audio_output(self, features: Tensor) -> Tensor:
+        """The audio head's output before L2 normalisation."""
         prefix = None if self.prompter is None else self.prompter.audio(self, features)
-        return F.normalize(self.audio_head(self.audio(features, prefix=prefix)), dim=-1)
+        pooled = self.audio(features, prefix=prefix)
+        if self.keep_features:  # fp32, like a teacher's pass outside autocast
+            self.features = pooled.float()
+        return self.audio_head(pooled)
+
+    def embed_audio(self, features: Tensor) -> Tensor:
+        return F.normalize(self.audio_output(features), dim=-1)
 
     def embed_text(self, tokens: dict[str, Tensor]) -> Tensor:
         prefix, post = (None, None) if self.prompter is None else self.prompter.text(self, tokens)
@@ -77,5 +107,11 @@ class DualEncoder(nn.Module):
     def encode_text(self, texts: list[str]) -> Tensor:
         return self.embed_text(self.text.tokenize(texts, self.device))
 
-    def forward(self, wave: Tensor, texts: list[str]) -> tuple[Tensor, Tensor]:
+    def forward(self, wave: Tensor, texts: list[str] | None = None
+                ) -> Tensor | tuple[Tensor, Tensor]:
+        """(audio, text) embeddings; without texts, `model(x)` as Avalanche's plugins call
+        it: the audio head's output before normalisation (MAS's output norm and LwF's
+        softmax need it unnormalised; the template's criterion normalises it)."""
+        if texts is None:
+            return self.audio_output(self.audio.features(wave))
         return self.embed(*self.inputs(wave, texts))

@@ -4,6 +4,11 @@ Rows are (clip, caption) pairs; a clip with five captions is five rows. The eval
 the clip behind each caption, so every row carries `clip_index`, `caption` and
 `dataset_name` as Avalanche data attributes (they survive subset and concat). A training
 item is (waveform, caption, clip key): the key tells the loss which rows share a clip.
+
+Avalanche's plugins read batches as (x, y, task labels): the datasets' `collate_fn`
+(`collate_avalanche`) gives them the waveforms, a target tensor that holds the keys and
+the caption itself (`encode_targets`), and task label 0 (TAIL gives no task id), and the
+rows carry `targets` (the clip: rows of one clip share it) and `targets_task_labels`.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -53,11 +59,14 @@ class PairSet:
         from avalanche.benchmarks.utils import AvalancheDataset, DataAttribute
 
         n = len(self.captions)
+        width = max((len(c.encode()) for c in self.captions), default=0)
         return AvalancheDataset([_PairRows(self)], data_attributes=[
             DataAttribute(list(self.caption_clip), "clip_index"),
             DataAttribute(list(self.captions), "caption"),
             DataAttribute([self.dataset] * n, "dataset_name"),
-        ])
+            DataAttribute(list(self.caption_clip), "targets"),
+            DataAttribute([0] * n, "targets_task_labels"),
+        ], collate_fn=partial(collate_avalanche, width=width))
 
 
 def test_view(dataset) -> tuple[Any, list[str], list[int], str]:
@@ -104,3 +113,35 @@ def collate_pairs(batch: list[tuple[torch.Tensor, str, int]]
         waves = [pcm_to_float(w) for w in waves]
     keys = torch.tensor([[c, caption_key(t)] for c, t in zip(clips, texts, strict=True)])
     return torch.stack(list(waves)), list(texts), keys
+
+
+PAD = -1  # after the caption's bytes in a target row (UTF-8 never encodes a byte as -1)
+
+
+def encode_targets(texts: Sequence[str], keys: torch.Tensor, width: int = 0) -> torch.Tensor:
+    """Avalanche's `mb_y` for a batch: (B, 2 + W) int64, the clip and caption keys followed
+    by the caption's UTF-8 bytes, padded with -1 to at least `width` bytes. The caption
+    travels inside the target so that a plugin's own `criterion(model(x), y)` (EWC's
+    importances, GEM's and AGEM's memories) can embed it; a data set's width is its longest
+    caption, so every batch of one data set has the same shape (GEM concatenates them)."""
+    raw = [t.encode() for t in texts]
+    out = torch.full((len(raw), 2 + max(width, *map(len, raw), 0)), PAD, dtype=torch.int64)
+    out[:, :2] = keys
+    for row, b in enumerate(raw):
+        out[row, 2:2 + len(b)] = torch.frombuffer(bytearray(b), dtype=torch.uint8)
+    return out
+
+
+def decode_targets(y: torch.Tensor) -> tuple[list[str], torch.Tensor]:
+    """The captions and keys (B, 2) that `encode_targets` packed into `y`."""
+    data = y[:, 2:].cpu()
+    texts = [bytes(row[row != PAD].to(torch.uint8).tolist()).decode() for row in data]
+    return texts, y[:, :2]
+
+
+def collate_avalanche(batch: list[tuple[torch.Tensor, str, int]], width: int = 0
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(waveforms, targets, task labels): Avalanche's batch layout, what a data set's
+    `collate_fn` gives every loader (the template's and the plugins' own)."""
+    wave, texts, keys = collate_pairs(batch)
+    return wave, encode_targets(texts, keys, width), torch.zeros(len(texts), dtype=torch.int64)

@@ -11,6 +11,13 @@ holds the towers' inputs (audio features, tokens), computed once per batch and s
 every pass over it (a distillation teacher's included). `autocast()` is the run's
 precision; losses are computed in fp32, and fp16 steps go through a GradScaler.
 
+Loaders yield Avalanche's batch layout (x, targets, task labels; the data sets'
+`collate_fn`), so Avalanche's plugins can replace the loader (ReplayPlugin) or make their
+own; `_unpack_minibatch` turns it into the retrieval batch above. Avalanche's own plugins
+are wrapped to see Avalanche's view of the template (`avalanche_compat`); an `evaluator`
+(an EvaluationPlugin with `RetrievalMetrics` and loggers) scores each test set with the
+shared evaluator core in `eval`.
+
 The GPU stays fed: pinned, non-blocking copies, persistent loader workers, and no host
 sync per step. A non-finite loss stops training with `Diverged` naming the step, epoch and
 batch; the check reads the device every `check_every` batches (every batch on the CPU).
@@ -32,7 +39,8 @@ from tail_bench.errors import Diverged
 from tail_bench.losses import info_nce, positive_pairs
 from tail_bench.models.dual import DualEncoder
 from tail_bench.runtime import autocast
-from tail_bench.streams.pairs import collate_pairs
+from tail_bench.streams.pairs import decode_targets
+from tail_bench.training.avalanche_compat import RetrievalCriterion, bridge
 from tail_bench.training.strategy import Strategy
 
 
@@ -41,7 +49,7 @@ class RetrievalTemplate(SupervisedTemplate):
                  weight_decay: float = 0.01, train_mb_size: int = 64, train_epochs: int = 1,
                  device: torch.device | str = "cpu", seed: int = 0, num_workers: int = 0,
                  plugins: Sequence[SupervisedPlugin] = (), check_every: int = 25,
-                 precision: str = "fp32") -> None:
+                 precision: str = "fp32", evaluator: EvaluationPlugin | None = None) -> None:
         self.method, self.num_workers, self.precision = strategy, num_workers, precision
         device = torch.device(device)
         if device.type == "cpu":
@@ -53,13 +61,15 @@ class RetrievalTemplate(SupervisedTemplate):
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self._batch, self._bad_at = 0, None
         self.lr, self.weight_decay, self.seed = lr, weight_decay, seed
-        with warnings.catch_warnings():  # "no loggers": scoring is the shared evaluator's job
-            warnings.simplefilter("ignore", UserWarning)
-            evaluator = EvaluationPlugin(loggers=[])
+        if evaluator is None:
+            with warnings.catch_warnings():  # "no loggers": the shared evaluator scores
+                warnings.simplefilter("ignore", UserWarning)
+                evaluator = EvaluationPlugin(loggers=[])
         super().__init__(model=model, optimizer=self._new_optimizer(model),
+                         criterion=RetrievalCriterion(model),
                          train_mb_size=train_mb_size, train_epochs=train_epochs,
                          eval_mb_size=train_mb_size, device=device,
-                         plugins=[strategy, *plugins], evaluator=evaluator)
+                         plugins=[strategy, *bridge(plugins, device)], evaluator=evaluator)
 
     def _new_optimizer(self, model: DualEncoder) -> torch.optim.Optimizer:
         params = self.method.trainable_parameters(model)
@@ -76,7 +86,8 @@ class RetrievalTemplate(SupervisedTemplate):
         gen = torch.Generator().manual_seed(self.seed * 1000 + self.experience.current_experience)
         cuda = torch.device(self.device).type == "cuda"
         self.dataloader = DataLoader(self.adapted_dataset, batch_size=self.train_mb_size,
-                                     shuffle=shuffle, collate_fn=collate_pairs, generator=gen,
+                                     shuffle=shuffle, generator=gen,
+                                     collate_fn=self.adapted_dataset.collate_fn,
                                      num_workers=self.num_workers, pin_memory=cuda,
                                      persistent_workers=self.num_workers > 0)
 
@@ -84,7 +95,8 @@ class RetrievalTemplate(SupervisedTemplate):
         return autocast(self.device, self.precision)
 
     def _unpack_minibatch(self) -> None:
-        wave, texts, keys = self.mbatch
+        wave, targets, _ = self.mbatch
+        texts, keys = decode_targets(targets)
         keys = keys.to(self.device, non_blocking=True)
         self.mbatch = (wave.to(self.device, non_blocking=True), texts, keys)
         self.mb_positives = positive_pairs(keys)
@@ -94,6 +106,10 @@ class RetrievalTemplate(SupervisedTemplate):
         self.mb_inputs = self.model.inputs(wave, texts)
         with self.autocast():
             return self.model.embed(*self.mb_inputs)
+
+    def eval_epoch(self, **kwargs) -> None:
+        """No per-batch pass: retrieval ranks a whole test set, which the evaluator's
+        metric (`RetrievalMetrics`) embeds and scores in `after_eval_exp`."""
 
     def criterion(self):
         audio, text = self.mb_output
