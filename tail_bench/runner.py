@@ -143,6 +143,7 @@ def run(cfg: RunConfig) -> Path:
     resolved = {"out": str(out), "methods": methods, "epochs": run_as.epochs, "lr": run_as.lr,
                 "batch_size": run_as.batch, "eval_batch_size": run_as.eval_batch,
                 "device": str(run_as.device), "precision": run_as.precision,
+                "cpu_threads": torch.get_num_threads(),  # wall times depend on it
                 "backbone": backbone_name, "preset_sizes": preset.as_dict(),
                 "data_seeds": data_seeds}
     evaluator = RetrievalEvaluator(batch_size=run_as.eval_batch, num_workers=cfg.workers,
