@@ -9,8 +9,10 @@ For each method, in the file's order, each configuration is one `tail-bench run`
 average t2a R@1 over every data set's val split). `sees: K` (an integer) selects on the
 first K steps of the stream only, as a deployed learner would have to. Finetune's
 configurations set the run-wide learning rate; the methods after it run at the chosen one
-unless their configuration names its own. Writes `sweep.json` and `sweep.md` to `--out`
-after every configuration (atomically), and prints the chosen configuration per method.
+unless their configuration names its own. A method may be a row with an Avalanche plugin
+(`finetune+EWCPlugin`); its configurations' `plugin` key sets the plugin's options.
+Writes `sweep.json` and `sweep.md` to `--out` after every configuration (atomically), and
+prints the chosen configuration per method.
 """
 
 from __future__ import annotations
@@ -37,8 +39,13 @@ def load_grid(path: Path) -> dict:
             raise SystemExit(f"{path}: {method} has {len(configs)} configurations; the "
                              f"protocol gives every method the same budget ({budget})")
         for c in configs:
-            if set(c) - {"lr", "opt"}:
-                raise SystemExit(f"{path}: {method} configuration {c}: expected keys lr, opt")
+            if set(c) - {"lr", "opt", "plugin"}:
+                raise SystemExit(f"{path}: {method} configuration {c}: expected keys lr, opt, "
+                                 "plugin")
+            if "plugin" in c and "+" not in method:
+                raise SystemExit(f"{path}: {method} configuration {c}: `plugin` sets the "
+                                 "options of a row's last Avalanche plugin, e.g. a method "
+                                 "named finetune+EWCPlugin")
     return grid
 
 
@@ -49,6 +56,13 @@ def score(run_dir: Path, select: dict) -> tuple[float, dict]:
     summary = cl_metrics.summarize(r)
     return float(summary[select["summary"]]), {
         k: summary.get(k) for k in ("final_average", "learning_accuracy", "mean_forgetting")}
+
+
+def row_spec(method: str, config: dict) -> str:
+    """The row a configuration runs: `finetune+EWCPlugin` with {"plugin": {"ewc_lambda": 10}}
+    is `finetune+EWCPlugin(ewc_lambda=10)`."""
+    args = ",".join(f"{k}={v}" for k, v in config.get("plugin", {}).items())
+    return f"{method}({args})" if args else method
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -70,9 +84,11 @@ def main(argv: list[str] | None = None) -> None:
         rows = []
         for config in grid["methods"][method]:
             with tempfile.TemporaryDirectory() as tmp:
-                out = run(RunConfig(strategy=method, preset=grid["preset"],
+                opt = config.get("opt", {})
+                out = run(RunConfig(strategy=row_spec(method, config), preset=grid["preset"],
                                     seeds=grid["seeds"], lr=config.get("lr", lr),
-                                    options={method: config.get("opt", {})}, order=order,
+                                    options={method.split("+")[0]: opt} if opt else {},
+                                    order=order,
                                     eval_split="val", out=Path(tmp) / "run", progress=False))
                 value, extra = score(out, select)
             rows.append({"config": config, "score": value, **extra})

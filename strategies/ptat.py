@@ -25,8 +25,9 @@ from tail_bench.training.distill import DistillationStrategy
 class PTATOptions:
     prompt_length: int = 8  # audio prompts; text prefix and post prompts each get as many
     deep: bool = False  # prompts at every layer instead of the input only
-    lambda_sim: float = 1.0  # sim/feat weights and lr: best final average on tail-synth's
-    lambda_feat: float = 5.0  # val splits over lr {1e-3, 3e-3} x lambdas {1, 5} (docs)
+    lambda_sim: float = 1.0  # not tuned (CHOICE)
+    lambda_feat: float = 5.0  # with lr: best final average on tail-synth's val splits over
+    # lr {1e-3, 3e-3} x lambda_feat {1, 5} (docs/strategies.md, Tuning protocol)
     tau_sim: float = 0.07
     tau_feat: float = 0.05  # embeddings are unit vectors: a low temperature sharpens them
     lr: float = 1e-3  # prompt tuning takes a larger step than full finetuning; 0: run's lr

@@ -183,6 +183,7 @@ def run(cfg: RunConfig, *, resume: bool = False) -> Path:
     resolved = {"out": str(out), "methods": methods, "epochs": run_as.epochs, "lr": run_as.lr,
                 "batch_size": run_as.batch, "eval_batch_size": run_as.eval_batch,
                 "device": device_name, "precision": run_as.precision,
+                "cpu_threads": torch.get_num_threads(),  # wall times (and CPU bits) depend on it
                 "backbone": backbone_name, "preset_sizes": preset.as_dict(),
                 "data_seeds": data_seeds, "gallery": cfg.gallery, "world_size": world}
     store: RunStore | None = None

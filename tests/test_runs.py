@@ -146,6 +146,7 @@ def test_an_existing_out_is_refused_before_any_work(tmp_path, monkeypatch):
 def test_seeds_draw_their_own_data_unless_it_is_fixed(tmp_path, _cache):
     _, run = _run(tmp_path, "own", "--strategy", "zeroshot", "--seeds", "0", "1")
     assert run["resolved"]["data_seeds"] == {"0": 0, "1": 1}
+    assert run["resolved"]["cpu_threads"] == torch.get_num_threads()  # wall times need it
     a, b = (e["rows"][0]["scores"] for e in run["runs"])
     assert a != b  # another test set
     _, fixed = _run(tmp_path, "fixed", "--strategy", "zeroshot", "--seeds", "0", "1",

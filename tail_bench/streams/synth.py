@@ -329,6 +329,19 @@ def _clause(e: Event, w: dict, said: dict[str, bool], rng: np.random.Generator,
     return " ".join([noun, verb, *(_pick(rng, w[v]) for v in named)])
 
 
+def _sentence(s: Scene, w: dict, said: dict[str, bool], rng: np.random.Generator, *,
+              adjective: bool, joiner: str) -> str:
+    """The events' clauses (the first with the distance, if said) joined by `w[joiner]`:
+    the shared core of the event and descriptive styles."""
+    parts = [_clause(e, w, said, rng, pitch_as_adjective=adjective) for e in s.events]
+    if said["distance"]:
+        parts[0] += " " + _pick(rng, w[s.distance])
+    text = parts[0]
+    for b in parts[1:]:
+        text = _pick(rng, w[joiner]).format(a=text, b=b)
+    return text
+
+
 def _bed(bg: Concept, rng: np.random.Generator) -> str:
     return f"{_pick(rng, bg.nouns)} {_pick(rng, bg.verbs)}"
 
@@ -343,25 +356,15 @@ def caption(style: str, s: Scene, say: Say, rng: np.random.Generator) -> str:
     bg = s.background if said["background"] else None
     if style == "event":
         w = WORDS["event"]
-        parts = [_clause(e, w, said, rng, pitch_as_adjective=True) for e in s.events]
-        if said["distance"]:
-            parts[0] += " " + _pick(rng, w[s.distance])
-        text = parts[0]
-        for b in parts[1:]:
-            text = _pick(rng, w["sequence" if s.arrangement == "sequence" else "overlap"]
-                         ).format(a=text, b=b)
+        text = _sentence(s, w, said, rng, adjective=True,
+                         joiner="sequence" if s.arrangement == "sequence" else "overlap")
         if bg is not None:
             text = _pick(rng, w["background"]).format(a=text, bg=_pick(rng, bg.nouns),
                                                       bgv=_bed(bg, rng))
         return _cap(text) + "."
     if style == "descriptive":
         w = WORDS["descriptive"]
-        parts = [_clause(e, w, said, rng, pitch_as_adjective=False) for e in s.events]
-        if said["distance"]:
-            parts[0] += " " + _pick(rng, w[s.distance])
-        text = parts[0]
-        for b in parts[1:]:
-            text = _pick(rng, w["join"]).format(a=text, b=b)
+        text = _sentence(s, w, said, rng, adjective=False, joiner="join")
         if bg is None:
             return _cap(_pick(rng, w["alone"]).format(a=text))
         return _cap(_pick(rng, w["background"]).format(a=text, bgv=_bed(bg, rng)))
