@@ -9,11 +9,13 @@ lambda/2 * sum F (theta - theta*)^2 anchors the weights after the last step.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from tail_bench import distributed
 from tail_bench.losses import info_nce, positive_pairs
 from tail_bench.models.dual import DualEncoder
 from tail_bench.streams.pairs import collate_pairs
@@ -56,6 +58,8 @@ class EWC(Strategy):
         for used, (wave, texts, keys) in enumerate(loader):
             if self.options.fisher_batches and used >= self.options.fisher_batches:
                 break
+            if used % distributed.size() != distributed.rank():
+                continue  # another process's batch; the sums are added up below
             model.zero_grad()
             keys = keys.to(model.device)
             info_nce(*model(wave.to(model.device), texts), model.logit_scale,
@@ -64,6 +68,8 @@ class EWC(Strategy):
                 if p.grad is not None:
                     fisher[n] += p.grad.detach() ** 2
         model.zero_grad()
+        for f in fisher.values():
+            distributed.all_reduce_sum(f)
         scale = torch.cat([f.flatten() for f in fisher.values()]).mean().clamp(min=1e-20)
         return {n: f / scale for n, f in fisher.items()}
 
@@ -75,3 +81,9 @@ class EWC(Strategy):
                            for n, f in new.items()}
         self.anchor = {n: p.detach().clone() for n, p in model.named_parameters()
                        if n in new}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"importance": self.importance, "anchor": self.anchor}
+
+    def load_state_dict(self, state: dict[str, Any], model: DualEncoder) -> None:
+        self.importance, self.anchor = state["importance"], state["anchor"]

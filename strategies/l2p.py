@@ -11,11 +11,13 @@ chosen often in earlier steps while training.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tail_bench import distributed
 from tail_bench.models.dual import DualEncoder
 from tail_bench.training.strategy import Strategy
 
@@ -108,6 +110,7 @@ class L2P(Strategy):
         step = {}
         for name, pool in (("audio", self.prompter.audio_pool),
                            ("text", self.prompter.text_pool)):
+            distributed.all_reduce_sum(pool.counts)  # every process's choices
             step[name] = [int(c) for c in pool.counts.tolist()]
             pool.history += pool.counts
             pool.counts.zero_()
@@ -115,3 +118,10 @@ class L2P(Strategy):
 
     def report(self) -> dict:
         return {"prompt_usage_per_step": self.usage}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The pools' counts and history are model buffers (in the model's checkpoint)."""
+        return {"usage": self.usage}
+
+    def load_state_dict(self, state: dict[str, Any], model: DualEncoder) -> None:
+        self.usage = state["usage"]

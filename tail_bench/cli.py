@@ -17,6 +17,16 @@ from tail_bench.errors import Interrupted, TailBenchError
 
 
 def cmd_run(a: argparse.Namespace) -> None:
+    from tail_bench import distributed
+
+    if a.resume is not None:
+        cfg = config.for_resume(a.resume, config.given(a), a.config)
+    else:
+        cfg = config.build(config.given(a), a.config)
+    if cfg.nproc > 1 and distributed.launched() == 1:
+        launch(cfg, a.argv, resume=a.resume is not None)  # the launcher imports no model code
+        return
+
     from tail_bench.reporting.results import load_clips, load_run
     from tail_bench.reporting.tables import (
         comparison_table,
@@ -28,8 +38,9 @@ def cmd_run(a: argparse.Namespace) -> None:
     )
     from tail_bench.runner import run
 
-    cfg = config.build(config.given(a), a.config)
-    out = run(cfg)
+    out = run(cfg, resume=a.resume is not None)
+    if not distributed.is_main():
+        return
     result = load_run(out)
     clips = load_clips(out, result)
     first = next(e for e in result["runs"] if e["method"] == cfg.strategy)
@@ -40,6 +51,24 @@ def cmd_run(a: argparse.Namespace) -> None:
                       for t in [*tables, cost_table(result)]))
     print(f"\nresults: {out}/ (run.json, tables.md, tables.tex, scores.csv, plots, "
           "TensorBoard events)")
+
+
+def launch(cfg: config.RunConfig, argv: list[str], *, resume: bool) -> None:
+    """`run --nproc N`: the same command under torchrun, N processes on this machine (every
+    process gets the same --out, named here when none was given)."""
+    import subprocess
+    import time
+
+    cfg.check(resume=resume)
+    # torchrun's own parser would take "--nproc" for an abbreviation of --nproc-per-node
+    argv = [a.replace("--nproc", "--processes", 1) if a.split("=")[0] == "--nproc" else a
+            for a in argv]
+    if cfg.out is None:
+        argv = [*argv, "--out", str(Path("results/runs") / time.strftime("%Y%m%d-%H%M%S"))]
+    code = subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                            f"--nproc-per-node={cfg.nproc}", "-m", "tail_bench", *argv])
+    if code:
+        raise SystemExit(code)
 
 
 def cmd_list(a: argparse.Namespace) -> None:
@@ -81,12 +110,14 @@ def cmd_pretrain(a: argparse.Namespace) -> None:
 
 
 def cmd_report(a: argparse.Namespace) -> None:
-    from tail_bench.reporting.results import load_clips, load_run, write_derived
+    from tail_bench.reporting.results import merge_runs, write_derived, write_merged
     from tail_bench.reporting.tables import render, scores_csv
 
-    run = load_run(a.run_dir)
-    clips = load_clips(a.run_dir, run)
-    write_derived(a.run_dir, run, clips)
+    run, clips = merge_runs(a.run_dirs)
+    if a.out is not None:
+        write_merged(a.out, run, clips)
+    elif len(a.run_dirs) == 1:
+        write_derived(a.run_dirs[0], run, clips)
     print(scores_csv(run) if a.format == "csv" else render(run, clips, a.format))
 
 
@@ -127,6 +158,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--config", type=Path, metavar="FILE",
                    help="YAML/JSON options (field names as keys), or DIR/run.json to replay "
                         "a run")
+    r.add_argument("--resume", type=Path, metavar="DIR",
+                   help="continue the run in DIR: finished methods are skipped, unfinished "
+                        "ones go on after their last finished step (same options only)")
     config.add_arguments(r)
     r.set_defaults(func=cmd_run)
 
@@ -139,8 +173,12 @@ def parser() -> argparse.ArgumentParser:
     config.add_arguments(pt, only=("device", "progress"))
     pt.set_defaults(func=cmd_pretrain)
 
-    rp = sub.add_parser("report", help="rebuild tables and plots from a run directory")
-    rp.add_argument("run_dir", type=Path)
+    rp = sub.add_parser("report", help="rebuild tables and plots from a run directory, or "
+                                       "merge several (the jobs of a sweep) into one table")
+    rp.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
+                    help="one run directory, or several on the same stream and backbone")
+    rp.add_argument("--out", type=Path, metavar="DIR",
+                    help="also write the (merged) run directory here")
     rp.add_argument("--format", default="md", choices=["md", "csv", "latex"],
                     help="what to print (every format is also written to the run directory)")
     rp.set_defaults(func=cmd_report)
@@ -163,6 +201,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args.func(args)
     except (Interrupted, KeyboardInterrupt) as err:

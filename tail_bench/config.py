@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tail_bench.errors import ConfigError
+from tail_bench.evaluation.galleries import GALLERIES
 
 RUN_FILE = "run.json"
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
@@ -59,6 +60,10 @@ class RunConfig:
     precision: str = option("auto", choices=PRECISION_CHOICES,
                             help="autocast precision for training and evaluation (losses and "
                                  "metrics stay fp32); auto: fp32 on the CPU, bf16 on CUDA")
+    nproc: int = option(1, type=int, aliases=("--processes",),
+                        help="data-parallel processes: starts torchrun --nproc-per-node N "
+                             "(one per GPU; gloo on the CPU); the global batch stays "
+                             "--batch-size")
     workers: int = option(0, type=int,
                           help="data-loading processes (decode real audio off the main process)")
     eval_batch_size: int | None = option(
@@ -90,6 +95,10 @@ class RunConfig:
     eval_split: str = option("test", choices=("test", "val"),
                              help="score the test splits (default) or the val splits (for "
                                   "tuning)")
+    gallery: str = option("per-dataset", choices=GALLERIES,
+                          help="rank each query against its own data set's candidates "
+                               "(per-dataset, the paper's protocol), against every test "
+                               "set's (union: task-agnostic), or report both")
     progress: bool = option(True, kind="switch", type=bool,
                             help="progress output (--no-progress: none)")
     tensorboard: bool = option(True, kind="switch", type=bool,
@@ -98,7 +107,7 @@ class RunConfig:
     wandb: str | None = option(None, metavar="PROJECT",
                                help="also log to this Weights & Biases project (needs wandb)")
 
-    def check(self) -> None:
+    def check(self, *, resume: bool = False) -> None:
         """Every option that can be checked without work; messages name the option."""
         def need(ok: bool, option: str, value: Any, expected: str) -> None:
             if not ok:
@@ -119,6 +128,7 @@ class RunConfig:
         need(self.data_seed is None or self.data_seed >= 0, "--data-seed", self.data_seed,
              "an integer >= 0")
         need(self.workers >= 0, "--workers", self.workers, "an integer >= 0")
+        need(self.nproc >= 1, "--nproc", self.nproc, "an integer >= 1")
         need(self.eval_batch_size is None or self.eval_batch_size >= 1, "--eval-batch-size",
              self.eval_batch_size, "an integer >= 1")
         for f in dataclasses.fields(self):
@@ -130,9 +140,9 @@ class RunConfig:
         if self.data_root is not None and not Path(self.data_root).is_dir():
             raise ConfigError(f"--data-root {self.data_root}: not a directory "
                               "(see docs/datasets.md for the layout)")
-        if self.out is not None and (Path(self.out) / RUN_FILE).exists():
+        if not resume and self.out is not None and (Path(self.out) / RUN_FILE).exists():
             raise ConfigError(f"--out {self.out}: {Path(self.out) / RUN_FILE} exists; "
-                              "pick a new --out or move it")
+                              "pick a new --out, move it, or continue it with --resume")
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready, the field names as keys: what run.json stores and replays."""
@@ -261,6 +271,39 @@ def given(namespace: argparse.Namespace) -> dict[str, Any]:
 def default(name: str) -> Any:
     f = next(f for f in dataclasses.fields(RunConfig) if f.name == name)
     return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+RESUME_FREE = ("progress", "workers")  # how a run goes, not what it computes
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "(none)"
+    return "(default)" if value is None else str(value)
+
+
+def for_resume(run_dir: Path, given: dict[str, Any], config: Path | None = None) -> RunConfig:
+    """The configuration stored in `run_dir`'s run file, for --resume. Options given again
+    (flags or --config) must equal it, except RESUME_FREE; the error names every one that
+    differs."""
+    file = Path(run_dir) / RUN_FILE
+    if not file.is_file():
+        raise ConfigError(f"--resume {run_dir}: no {RUN_FILE} there (expected a directory "
+                          "written by `tail-bench run`)")
+    stored = RunConfig(**load_file(file))
+    asked = {**(load_file(config) if config is not None else {}), **given}
+    out = asked.pop("out", None)
+    if out is not None and Path(out).resolve() != Path(run_dir).resolve():
+        raise ConfigError(f"--out {out}: --resume continues {run_dir} in place; drop --out")
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    diffs = [f"{_flag(fields[k])} {_show(v)} (run.json: {_show(getattr(stored, k))})"
+             for k, v in asked.items() if k not in RESUME_FREE and v != getattr(stored, k)]
+    if diffs:
+        raise ConfigError(f"--resume {run_dir}: the options differ from {file}: "
+                          f"{'; '.join(diffs)}; resume with the run's own options or start "
+                          "a new --out")
+    free = {k: v for k, v in asked.items() if k in RESUME_FREE}
+    return dataclasses.replace(stored, out=Path(run_dir), **free)
 
 
 def build(given: dict[str, Any], config: Path | None = None) -> RunConfig:

@@ -5,13 +5,17 @@ method starts from the same pretrained backbone and the same stream; row 0 is th
 itself, scored once per data seed before any strategy touches it (the Zero-shot row), and
 the shared evaluator scores every method after every step. A method whose loss or
 embeddings turn non-finite is marked `diverged` and the run goes on; a crash marks it
-`failed`, Ctrl-C `interrupted`, and the finished steps stay on disk. Costs are recorded
+`failed`, Ctrl-C `interrupted`, and the finished steps stay on disk. After every step but
+the last a checkpoint is written (training/checkpoint.py), so `--resume DIR` continues an
+unfinished method where it stopped, with the scores an uninterrupted run gives (a row with
+Avalanche plugins starts over: their state has no checkpoint). Costs are recorded
 per method: wall time, peak memory and the parameters it trains.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import random
 import sys
 import time
@@ -23,6 +27,7 @@ import numpy as np
 import torch
 
 import tail_bench
+from tail_bench import distributed
 from tail_bench.config import RunConfig
 from tail_bench.errors import ConfigError, Diverged, Interrupted
 from tail_bench.evaluation.evaluator import Evaluation, RetrievalEvaluator
@@ -31,10 +36,11 @@ from tail_bench.models.builder import build_backbone
 from tail_bench.presets import get_preset
 from tail_bench.reporting.cost import CostMeter
 from tail_bench.reporting.loggers import RunLoggers, check_wandb
-from tail_bench.reporting.results import RunStore
+from tail_bench.reporting.results import RunStore, load_run
 from tail_bench.runtime import resolve_precision
 from tail_bench.streams.registry import build_stream, check_stream_args
 from tail_bench.streams.stream import Stream
+from tail_bench.training import checkpoint
 from tail_bench.training.avalanche_compat import make_plugin, parse_plugin_spec, split_method
 from tail_bench.training.loss_log import LossLogger
 from tail_bench.training.progress import ProgressBar
@@ -116,8 +122,30 @@ def resolve(cfg: RunConfig, preset) -> Settings:
                     eval_split=cfg.eval_split, progress=cfg.progress)
 
 
-def run(cfg: RunConfig) -> Path:
-    cfg.check()
+FINISHED = ("done", "diverged")  # what --resume skips; diverging again would be certain
+
+
+def resumable(out: Path, resolved: dict[str, Any]) -> None:
+    """--resume continues a run only under what it was started with: the same suite
+    version and the same resolved settings (device, precision, backbone, preset sizes)."""
+    stored = load_run(out)
+    diffs = []
+    suite = f"tail-bench {tail_bench.__version__}"
+    if stored.get("suite") != suite:
+        diffs.append(f"suite {suite} (run.json: {stored.get('suite')})")
+    for key, value in resolved.items():
+        before = stored.get("resolved", {}).get(key, 1 if key == "world_size" else None)
+        if key != "out" and json.loads(json.dumps(value)) != before:
+            diffs.append(f"{key} {value} (run.json: {before})")
+    if diffs:
+        raise ConfigError(f"--resume {out}: this run differs from {out / 'run.json'}: "
+                          f"{'; '.join(diffs)}")
+
+
+def run(cfg: RunConfig, *, resume: bool = False) -> Path:
+    """Run every (seed, method) of `cfg`; with `resume`, continue the run in `cfg.out`:
+    finished methods are skipped, unfinished ones continue after their last checkpoint."""
+    cfg.check(resume=resume)
     device = resolve_device(cfg.device)
     known = available_strategies(cfg.plugins)
     methods = method_list(cfg.strategy, cfg.baselines, known)
@@ -132,27 +160,55 @@ def run(cfg: RunConfig) -> Path:
                               f"{', '.join(methods)}); add it to --baselines or drop the option")
         parse_options(known[owner].Options, opts, owner=owner)
     preset = get_preset(cfg.preset)
+    backbone_name = cfg.backbone or preset.backbone
+    for name in {split_method(m)[0] for m in methods}:
+        known[name](options=cfg.options.get(name, {})).check(backbone_name)
     check_stream_args(cfg.benchmark, data_root=cfg.data_root, length=cfg.length,
                       order=cfg.order)
     run_as = resolve(cfg, preset)
+    world = distributed.launched()
+    if cfg.nproc not in (1, world):
+        raise ConfigError(f"--nproc {cfg.nproc}: torchrun started {world} processes; give "
+                          "--nproc only without torchrun, or the same number")
+    if run_as.batch % world:
+        raise ConfigError(f"--batch-size {run_as.batch}: expected a multiple of the {world} "
+                          "processes (each takes an equal share of every batch)")
     check_wandb(cfg.wandb)
-    backbone_name = cfg.backbone or preset.backbone
-    base = build_backbone(backbone_name, device=run_as.device, progress=cfg.progress)
-    out = cfg.out or Path("results/runs") / time.strftime("%Y%m%d-%H%M%S")
+    device_name = str(run_as.device)  # as asked: with several processes each takes one
+    run_as.device = distributed.start(run_as.device)
+    main = distributed.is_main()
+    run_as.progress = run_as.progress and main
+    out = distributed.same(cfg.out or Path("results/runs") / time.strftime("%Y%m%d-%H%M%S"))
     data_seeds = {s: s if cfg.data_seed is None else cfg.data_seed for s in cfg.seeds}
     resolved = {"out": str(out), "methods": methods, "epochs": run_as.epochs, "lr": run_as.lr,
                 "batch_size": run_as.batch, "eval_batch_size": run_as.eval_batch,
-                "device": str(run_as.device), "precision": run_as.precision,
-                "cpu_threads": torch.get_num_threads(),  # wall times depend on it
+                "device": device_name, "precision": run_as.precision,
+                "cpu_threads": torch.get_num_threads(),  # wall times (and CPU bits) depend on it
                 "backbone": backbone_name, "preset_sizes": preset.as_dict(),
-                "data_seeds": data_seeds}
-    evaluator = RetrievalEvaluator(batch_size=run_as.eval_batch, num_workers=cfg.workers,
-                                   progress=cfg.progress, precision=run_as.precision)
+                "data_seeds": data_seeds, "gallery": cfg.gallery, "world_size": world}
     store: RunStore | None = None
     loggers: RunLoggers | None = None
+    if resume:
+        resumable(out, resolved)
+        store = RunStore(out, {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                               "command": sys.argv}, resume=True, write=main)
+        loggers = RunLoggers(out, tensorboard=cfg.tensorboard and main,
+                             wandb=cfg.wandb if main else None, config=cfg.as_dict())
+    for building in (True, False):  # rank 0 pretrains (or loads) first, the others load
+        if building == main:
+            base = build_backbone(backbone_name, device=run_as.device,
+                                  progress=run_as.progress)
+        distributed.barrier()
+    evaluator = RetrievalEvaluator(batch_size=run_as.eval_batch, num_workers=cfg.workers,
+                                   progress=run_as.progress, precision=run_as.precision,
+                                   gallery=cfg.gallery)
     stream, built_for = None, None
     try:
         for seed in cfg.seeds:
+            todo = [m for m in methods if store is None or store.find(m, seed) is None
+                    or store.find(m, seed)["status"] not in FINISHED]
+            if not todo:
+                continue
             if data_seeds[seed] != built_for:
                 built_for = data_seeds[seed]
                 stream = None  # free the previous data first
@@ -171,10 +227,11 @@ def run(cfg: RunConfig) -> Path:
                 store = RunStore(out, {"suite": f"tail-bench {tail_bench.__version__}",
                                        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                        "command": sys.argv, "config": cfg.as_dict(),
-                                       "resolved": resolved, "stream": stream.describe()})
-                loggers = RunLoggers(out, tensorboard=cfg.tensorboard, wandb=cfg.wandb,
-                                     config=cfg.as_dict())
-            for name in methods:
+                                       "resolved": resolved, "stream": stream.describe()},
+                                 write=main)
+                loggers = RunLoggers(out, tensorboard=cfg.tensorboard and main,
+                                     wandb=cfg.wandb if main else None, config=cfg.as_dict())
+            for name in todo:
                 strategy, plugins = split_method(name)
                 run_method(store, known[strategy], base=base, stream=stream,
                            evaluator=evaluator, zero_shot=zero_shot,
@@ -184,6 +241,7 @@ def run(cfg: RunConfig) -> Path:
     finally:
         if loggers is not None:
             loggers.close()
+        distributed.stop()
     return out
 
 
@@ -198,29 +256,39 @@ def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: Retriev
                zero_shot: Evaluation, zero_seconds: float, seed: int, data_seed: int,
                run_as: Settings, loggers: RunLoggers, options: dict[str, Any],
                avalanche_plugins: list[str] = ()) -> dict[str, Any]:
-    """One method and seed; `avalanche_plugins` (specs) are added to the strategy, and the
-    row is named `strategy+Plugin(...)`."""
+    """Train and score one (method, seed), or continue it after its checkpoint when the
+    run file already has it (--resume). Checkpoints follow every step but the last.
+    `avalanche_plugins` (specs) are added to the strategy; the row is `strategy+Plugin(...)`."""
     seed_everything(seed)
     strategy = cls(options=options)
     extra_plugins = [make_plugin(spec, run_as.device) for spec in avalanche_plugins]
-    role = "zero-shot" if not cls.trains else ("joint" if cls.joint else "continual")
-    info = {"role": role, "description": cls.description, "options": asdict(strategy.options),
-            "data_seed": data_seed, "strategy": cls.name,
-            "avalanche_plugins": [{"spec": spec, "class": f"{type(p).__module__}."
-                                   f"{type(p).__qualname__}",
-                                   "options": parse_plugin_spec(spec)[1]}
-                                  for spec, p in zip(avalanche_plugins, extra_plugins,
-                                                     strict=True)]}
     method = "+".join([cls.name, *avalanche_plugins])
-    entry = store.start(method=method, seed=seed, info=info)
-    store.add_row(entry, {"step": 0, "after": None, "scores": zero_shot.scores,
-                          "train_seconds": 0.0, "eval_seconds": round(zero_seconds, 3)},
-                  zero_shot.clips)
+    where = checkpoint.folder(store.out, method, seed)
+    entry = store.find(method, seed)
+    resumed = entry is not None
+    if entry is None:
+        role = "zero-shot" if not cls.trains else ("joint" if cls.joint else "continual")
+        info = {"role": role, "description": cls.description,
+                "options": asdict(strategy.options), "data_seed": data_seed,
+                "strategy": cls.name,
+                "avalanche_plugins": [{"spec": spec, "class": f"{type(p).__module__}."
+                                       f"{type(p).__qualname__}",
+                                       "options": parse_plugin_spec(spec)[1]}
+                                      for spec, p in zip(avalanche_plugins, extra_plugins,
+                                                         strict=True)]}
+        entry = store.start(method=method, seed=seed, info=info)
+        store.add_row(entry, {"step": 0, "after": None, "scores": zero_shot.scores,
+                              "train_seconds": 0.0, "eval_seconds": round(zero_seconds, 3)},
+                      zero_shot.clips)
+        log_scores(loggers, f"{method}/seed{seed}", zero_shot, 0)
     device = run_as.device
     tag_of = f"{method}/seed{seed}"
-    log_scores(loggers, tag_of, zero_shot, 0)
-    train_seconds = eval_seconds = 0.0
-    model = None
+    model, done = None, 0
+    # Avalanche plugins keep state (a replay buffer, EWC's importances) that no contract
+    # saves: a row with plugins writes no checkpoint and starts over on --resume
+    keeps = cls.trains and not avalanche_plugins
+    saved = entry.setdefault("checkpoint", {"writes": 0, "seconds": 0.0, "mb": 0.0}) \
+        if keeps else {}
     try:
         with CostMeter(device) as total:
             if cls.trains:
@@ -234,9 +302,17 @@ def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: Retriev
                     plugins=[ProgressBar(label=method, enabled=run_as.progress),
                              LossLogger(lambda t, v, b: loggers.scalar(f"{tag_of}/{t}", v, b)),
                              *extra_plugins])
+                if resumed:
+                    done = checkpoint.load(where, model=model, strategy=strategy,
+                                           template=template) if keeps else 0
+                    store.reopen(entry, done)
+                steps = len(bench.train_stream)
                 for i, exp in enumerate(bench.train_stream, 1):
+                    if i <= done:
+                        continue
                     with CostMeter(device) as tr:
                         template.train(exp)
+                    distributed.check_in_sync(model)  # so teachers, anchors are the same
                     with CostMeter(device) as ev:
                         try:
                             result = evaluator.evaluate(model, bench.test_stream)
@@ -247,30 +323,45 @@ def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: Retriev
                     store.add_row(entry, {"step": i, "after": after, "scores": result.scores,
                                           "train_seconds": round(tr.seconds, 3),
                                           "eval_seconds": round(ev.seconds, 3)}, result.clips)
-                    train_seconds += tr.seconds
-                    eval_seconds += ev.seconds
                     log_scores(loggers, tag_of, result, i)
-            else:
-                eval_seconds = zero_seconds
+                    if i < steps and keeps and store.write:
+                        seconds, size = checkpoint.save(where, i, model=model,
+                                                        strategy=strategy, template=template)
+                        saved.update(writes=saved["writes"] + 1,
+                                     seconds=round(saved["seconds"] + seconds, 3),
+                                     mb=round(size / 2**20, 2))
+            elif resumed:
+                store.reopen(entry, 0)
     except Diverged as err:
-        print(f"tail-bench: {err}; its status is 'diverged' and no score is kept past the "
-              "last finite step", file=sys.stderr)
+        if store.write:
+            print(f"tail-bench: {err}; its status is 'diverged' and no score is kept past "
+                  "the last finite step", file=sys.stderr)
+            checkpoint.remove(where)
         store.stop(entry, "diverged", {"message": str(err), **err.where})
         return entry
     except KeyboardInterrupt:
         store.stop(entry, "interrupted", {"message": "interrupted (Ctrl-C)"})
         done = entry["rows"][-1]["step"]
         raise Interrupted(f"interrupted during {cls.name} (seed {seed}) after step {done}; "
-                          f"finished steps are kept in {store.out}") from None
+                          f"finished steps are kept in {store.out} (continue with "
+                          f"`tail-bench run --resume {store.out}`)") from None
     except BaseException as err:
         store.stop(entry, "failed", {"message": f"{type(err).__name__}: {err}"})
         raise
     trained = strategy.trainable_parameters(model) if cls.trains else []
+    rows = entry["rows"][1:]
+    train_seconds = sum(r["train_seconds"] for r in rows)
+    eval_seconds = sum(r["eval_seconds"] for r in rows) if cls.trains else zero_seconds
+    earlier = sum(r["train_seconds"] + r["eval_seconds"] for r in rows[:done])  # resumed
     cost = {"trainable_params": count(trained),
             "trainable_by_module": by_module(model, trained) if cls.trains else {},
             "backbone_params": count((model or base).backbone_parameters()),
             "train_seconds": round(train_seconds, 3), "eval_seconds": round(eval_seconds, 3),
             **{k: v for k, v in total.as_dict().items() if k != "seconds"},
-            "wall_seconds": round(total.seconds + (0 if cls.trains else zero_seconds), 3)}
+            "wall_seconds": round(total.seconds + earlier
+                                  + (0 if cls.trains else zero_seconds), 3),
+            **strategy.cost()}
     store.finish(entry, cost=cost, extra=strategy.report())
+    if store.write:
+        checkpoint.remove(where)
     return entry

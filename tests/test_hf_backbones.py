@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 from tail_bench.strategies.l2p import L2P
+from tail_bench.strategies.lora import LoRA, attention_projections, is_lora
 from tail_bench.strategies.ptat import PTAT
 from transformers import (
     ASTConfig,
@@ -87,6 +88,30 @@ def test_prompts_reach_htsat_through_prefix_keys_values(cls, clap_dir):
         assert torch.equal(model.audio(features), model.audio(features))
 
 
+def test_lora_adapts_both_hf_towers_and_leaves_their_weights_alone(clap_dir):
+    model = build_backbone(str(clap_dir))
+    s = LoRA()
+    s.setup(model)
+    adapters = [n for n, p in model.named_parameters() if p.requires_grad and is_lora(n)]
+    for side in ("audio", "text"):
+        wrapped = {n.split(".lora_")[0] for n in adapters if n.startswith(side + ".")}
+        assert {w.rsplit(".", 1)[-1] for w in wrapped} == {"query", "key", "value", "dense"}
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    wave = torch.randn(2, 16000) * 0.1
+    with torch.no_grad():
+        plain = model(wave, TEXTS[:2])
+    opt = torch.optim.AdamW(s.trainable_parameters(model), lr=1e-2)
+    a, t = model(wave, TEXTS[:2])
+    (a * t).sum().neg().backward()
+    opt.step()
+    for n, p in model.named_parameters():
+        if n in frozen:
+            assert torch.equal(frozen[n], p), n
+    with torch.no_grad():
+        for before, after in zip(plain, model(wave, TEXTS[:2]), strict=True):
+            assert (before - after).abs().max() > 1e-5  # the adapters (and heads) learnt
+
+
 def test_ptat_runs_a_step_on_a_clap_checkpoint(clap_dir, tmp_path, _cache):
     out = tmp_path / "run"
     main(["run", "--backbone", str(clap_dir), "--strategy", "ptat", "--preset", "quick",
@@ -112,6 +137,7 @@ def test_audio_text_pair_directory(tmp_path):
     wave = torch.randn(2, 16000) * 0.1
     with torch.no_grad():
         plain = model.encode_audio(wave)
+    assert attention_projections(model.audio) and attention_projections(model.text)  # LoRA
     PTAT().setup(model)
     with torch.no_grad():
         a, t = model(wave, TEXTS[:2])

@@ -126,8 +126,9 @@ def test_ewc_penalty_is_zero_at_the_anchor_and_grows_away(tiny_model, quick_stre
 def test_every_strategy_runs_the_quick_stream(tmp_path, _cache):
     out = tmp_path / "all"
     main(["run", "--strategy", "ptat", "--baselines", "all", "--preset", "quick",
-          "--epochs", "1", "--out", str(out), "--no-progress"])
+          "--epochs", "1", "--gallery", "both", "--out", str(out), "--no-progress"])
     run = json.loads((out / "run.json").read_text())
+    assert run["resolved"]["gallery"] == "both"
     by = {e["method"]: e for e in run["runs"]}
     registered = available_strategies()
     assert set(by) == set(registered)  # every registered strategy, none hard-coded
@@ -140,8 +141,15 @@ def test_every_strategy_runs_the_quick_stream(tmp_path, _cache):
     assert by["ptat"]["cost"]["trainable_params"] < full
     assert by["lwf"]["cost"]["trainable_params"] == by["ewc"]["cost"]["trainable_params"] == full
     assert len(by["l2p"]["extra"]["prompt_usage_per_step"]) == 4
+    assert by["lora"]["cost"]["trainable_by_module"]["audio"] > 0  # the adapters count
+    assert by["er"]["cost"]["memory_clips"] > 0 and by["er"]["cost"]["memory_mb"] > 0
+    union = by["finetune"]["rows"][-1]["scores"]
+    assert set(union) == {*run["stream"]["datasets"],
+                          *(f"union:{d}" for d in run["stream"]["datasets"])}
     table = (out / "tables.md").read_text()
     assert "| ptat | 1 |" in table and "share of Finetune" in table
+    assert "Comparison (final row), union gallery" in table and "Gallery gap" in table
+    assert "clips," in table.split("## Cost")[1]  # ER's stored data
 
 
 @pytest.mark.parametrize("name", sorted(n for n, c in available_strategies().items()
@@ -232,6 +240,7 @@ class _Host:
         return contextlib.nullcontext()
 
     add_loss = RetrievalTemplate.add_loss
+    gather = RetrievalTemplate.gather  # the identity with one process
 
 
 def test_ewc_penalty_enters_the_loss_weighted_by_importance(tiny_model, quick_stream):

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
+from tail_bench import distributed
 from tail_bench.evaluation import bootstrap
 from tail_bench.evaluation.bootstrap import ClipScores
-from tail_bench.evaluation.retrieval import bidirectional_metrics
+from tail_bench.evaluation.galleries import GALLERIES, union_key
+from tail_bench.evaluation.retrieval import bidirectional_metrics, retrieval_metrics
 from tail_bench.models.dual import DualEncoder
 from tail_bench.progress import progress
 from tail_bench.runtime import autocast
@@ -33,13 +35,32 @@ class Evaluation:
     clips: ClipScores
 
 
+@dataclass
+class Gallery:
+    """Every test set's candidates together; the scored set's clips start at row `offset`."""
+
+    audio: torch.Tensor
+    text: torch.Tensor
+    owner: torch.Tensor  # caption row -> clip row of `audio`
+    offset: int = 0
+
+
 def score_set(audio: torch.Tensor, text: torch.Tensor, owner: torch.Tensor, *,
-              chunk: int = 1024) -> tuple[dict[str, dict[str, dict]],
-                                         dict[str, dict[str, np.ndarray]],
-                                         dict[str, np.ndarray]]:
-    """Scores with 95% intervals, per-clip sums and counts for one test set."""
+              chunk: int = 1024, gallery: Gallery | None = None
+              ) -> tuple[dict[str, dict[str, dict]], dict[str, dict[str, np.ndarray]],
+                         dict[str, np.ndarray]]:
+    """Scores with 95% intervals, per-clip sums and counts for one test set: its queries
+    against its own candidates, or against `gallery` (which holds them)."""
     n = len(audio)
-    per_query = bidirectional_metrics(audio, text, owner, chunk)
+    if gallery is None:
+        per_query = bidirectional_metrics(audio, text, owner, chunk)
+    else:
+        clips = torch.arange(n, device=audio.device) + gallery.offset
+        per_query = {
+            "t2a": retrieval_metrics(text, gallery.audio, owner + gallery.offset,
+                                     torch.arange(len(gallery.audio), device=audio.device),
+                                     chunk=chunk),
+            "a2t": retrieval_metrics(audio, gallery.text, clips, gallery.owner, chunk=chunk)}
     owner_np = owner.cpu().numpy()
     query_clip = {"t2a": owner_np, "a2t": np.arange(n)}
     scores: dict[str, dict[str, dict]] = {}
@@ -59,17 +80,23 @@ def score_set(audio: torch.Tensor, text: torch.Tensor, owner: torch.Tensor, *,
 
 class RetrievalEvaluator:
     def __init__(self, *, batch_size: int = 128, chunk: int = 1024, num_workers: int = 0,
-                 progress: bool = True, precision: str = "fp32") -> None:
+                 progress: bool = True, precision: str = "fp32",
+                 gallery: str = "per-dataset") -> None:
+        if gallery not in GALLERIES:
+            raise ValueError(f"gallery {gallery!r}: expected one of {GALLERIES}")
         self.batch_size, self.chunk, self.progress = batch_size, chunk, progress
         self.num_workers, self.precision = num_workers, precision
+        self.union = gallery != "per-dataset"
 
     @torch.no_grad()
     def embed(self, model: DualEncoder, dataset) -> tuple[torch.Tensor, torch.Tensor,
                                                            torch.Tensor]:
-        """(clip embeddings, caption embeddings, caption -> clip row) for one test set."""
+        """(clip embeddings, caption embeddings, caption -> clip row) for one test set.
+        With several processes each encodes a contiguous share and all gather the rest."""
         clips, captions, owner, name = test_view(dataset)
         cuda = model.device.type == "cuda"
-        loader = DataLoader(clips, batch_size=self.batch_size, collate_fn=collate_pairs,
+        loader = DataLoader(Subset(clips, distributed.shard(len(clips))),
+                            batch_size=self.batch_size, collate_fn=collate_pairs,
                             num_workers=self.num_workers, pin_memory=cuda)
         with autocast(model.device, self.precision):
             audio = [model.encode_audio(batch[0].to(model.device, non_blocking=True)).float()
@@ -77,22 +104,36 @@ class RetrievalEvaluator:
                                            enabled=self.progress)]
             distinct = sorted(set(captions))
             row_of = {c: i for i, c in enumerate(distinct)}
-            text = torch.cat([model.encode_text(distinct[i:i + self.batch_size]).float()
-                              for i in range(0, len(distinct), self.batch_size)])
+            mine = [distinct[i] for i in distributed.shard(len(distinct))]
+            text = torch.cat([model.encode_text(mine[i:i + self.batch_size]).float()
+                              for i in range(0, len(mine), self.batch_size)])
+        audio, text = distributed.gather_rows(torch.cat(audio)), distributed.gather_rows(text)
         text = text[torch.tensor([row_of[c] for c in captions], device=text.device)]
-        return torch.cat(audio), text, torch.tensor(owner, device=model.device)
+        return audio, text, torch.tensor(owner, device=model.device)
 
     def evaluate(self, model: DualEncoder, test_stream) -> Evaluation:
         was_training = model.training
         model.eval()
         try:
             result = Evaluation({}, ClipScores())
-            for exp in test_stream:
-                name = exp.dataset.dataset_name[0]
-                audio, text, owner = self.embed(model, exp.dataset)
-                scores, sums, counts = score_set(audio, text, owner, chunk=self.chunk)
-                result.scores[name] = scores
-                result.clips.sums[name], result.clips.counts[name] = sums, counts
+            sets = [(exp.dataset.dataset_name[0], *self.embed(model, exp.dataset))
+                    for exp in test_stream]
+            for name, audio, text, owner in sets:
+                self._add(result, name, score_set(audio, text, owner, chunk=self.chunk))
+            if self.union:
+                offsets = np.cumsum([0] + [len(a) for _, a, _, _ in sets])
+                gallery = Gallery(torch.cat([a for _, a, _, _ in sets]),
+                                  torch.cat([t for _, _, t, _ in sets]),
+                                  torch.cat([o + int(off) for (*_, o), off
+                                             in zip(sets, offsets, strict=False)]))
+                for (name, audio, text, owner), off in zip(sets, offsets, strict=False):
+                    gallery.offset = int(off)
+                    self._add(result, union_key(name), score_set(
+                        audio, text, owner, chunk=self.chunk, gallery=gallery))
             return result
         finally:
             model.train(was_training)
+
+    @staticmethod
+    def _add(result: Evaluation, key: str, scored: tuple) -> None:
+        result.scores[key], result.clips.sums[key], result.clips.counts[key] = scored

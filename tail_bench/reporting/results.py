@@ -35,13 +35,26 @@ def clips_file(entry: dict[str, Any]) -> str:
 
 
 class RunStore:
-    def __init__(self, out: Path, header: dict[str, Any]) -> None:
-        self.out = Path(out)
-        if (self.out / RUN_FILE).exists():
-            raise RunFileError(f"{self.out / RUN_FILE} exists: pick a new --out or move it")
-        self.data: dict[str, Any] = {"schema": SCHEMA, **header, "runs": []}
+    """run.json and the per-clip files of one run directory. With `write=False` (ranks
+    other than 0 of a multi-process run) it keeps the same records and writes nothing."""
+
+    def __init__(self, out: Path, header: dict[str, Any] | None, *, write: bool = True,
+                 resume: bool = False) -> None:
+        self.out, self.write = Path(out), write
         self.clips: ClipTable = {}
+        if resume:
+            self.data = load_run(self.out)
+            self.clips = load_clips(self.out, self.data)
+            self.data.setdefault("resumed", []).append(header)
+            return
+        if write and (self.out / RUN_FILE).exists():  # (rank 0 may have written it)
+            raise RunFileError(f"{self.out / RUN_FILE} exists: pick a new --out or move it")
+        self.data = {"schema": SCHEMA, **(header or {}), "runs": []}
         self.save()
+
+    def find(self, method: str, seed: int) -> dict[str, Any] | None:
+        return next((e for e in self.data["runs"]
+                     if e["method"] == method and e["seed"] == seed), None)
 
     def start(self, *, method: str, seed: int, info: dict[str, Any]) -> dict[str, Any]:
         entry = {"method": method, "seed": seed, "status": "running", **info, "rows": [],
@@ -50,12 +63,26 @@ class RunStore:
         self.clips[(method, seed)] = {}
         return entry
 
+    def reopen(self, entry: dict[str, Any], last_step: int) -> None:
+        """An unfinished method continues after `last_step` (its checkpoint): later rows
+        go, they are computed again."""
+        entry["status"] = "running"
+        entry.pop("failure", None)
+        entry["rows"] = [r for r in entry["rows"] if r["step"] <= last_step]
+        table = self.clips.setdefault((entry["method"], entry["seed"]), {})
+        for step in [s for s in table if s > last_step]:
+            del table[step]
+        if self.write and entry.get("clips_file"):
+            atomic_write_bytes(self.out / entry["clips_file"], _pack(table))
+        self.save()
+
     def add_row(self, entry: dict[str, Any], row: dict[str, Any], clips: ClipScores) -> None:
         entry["rows"].append(row)
         table = self.clips[(entry["method"], entry["seed"])]
         table[row["step"]] = clips
         entry["clips_file"] = clips_file(entry)
-        atomic_write_bytes(self.out / entry["clips_file"], _pack(table))
+        if self.write:
+            atomic_write_bytes(self.out / entry["clips_file"], _pack(table))
         self.save()
 
     def stop(self, entry: dict[str, Any], status: str, failure: dict[str, Any]) -> None:
@@ -68,8 +95,9 @@ class RunStore:
         self.save()
 
     def save(self) -> None:
-        write_derived(self.out, self.data, self.clips)
-        atomic_write_json(self.out / RUN_FILE, self.data)
+        if self.write:
+            write_derived(self.out, self.data, self.clips)
+            atomic_write_json(self.out / RUN_FILE, self.data)
 
 
 def _pack(table: dict[int, ClipScores]) -> bytes:
@@ -142,3 +170,54 @@ def load_run(path: Path) -> dict[str, Any]:
         raise RunFileError(f"{file}: expected an object with keys 'stream' and 'runs' of a "
                            "tail-bench run file")
     return _upgrade(run)
+
+
+MERGE_SAME = ("stream", "backbone", "preset_sizes", "eval_split")  # what makes rows comparable
+
+
+def _merge_key(run: dict[str, Any], key: str) -> Any:
+    if key == "stream":
+        return run["stream"]
+    if key == "eval_split":
+        return run.get("config", {}).get("eval_split", "test")
+    return run.get("resolved", {}).get(key, run.get("config", {}).get(key))
+
+
+def merge_runs(dirs: list[Path]) -> tuple[dict[str, Any], ClipTable]:
+    """Several run directories (e.g. the jobs of a method x seed grid) as one run: the
+    first one's header (its --strategy is the reference row) and every one's entries.
+    Runs on another stream, backbone, preset or evaluation split, and a (method, seed)
+    present twice, are refused naming the directories."""
+    first, runs, clips = Path(dirs[0]), [], {}
+    merged = load_run(first)
+    seen: dict[tuple[str, int], Path] = {}
+    for d in map(Path, dirs):
+        run = merged if d == first else load_run(d)
+        differ = [k for k in MERGE_SAME if _merge_key(run, k) != _merge_key(merged, k)]
+        if differ:
+            raise RunFileError(f"{d}: cannot be merged with {first}: their "
+                               f"{', '.join(differ)} differ")
+        for e in run["runs"]:
+            key = (e["method"], e["seed"])
+            if key in seen:
+                raise RunFileError(f"{d}: {e['method']} seed {e['seed']} is also in "
+                                   f"{seen[key]}; merge each (method, seed) once")
+            seen[key] = d
+            runs.append(e)
+        clips.update(load_clips(d, run))
+    merged = {**merged, "runs": runs, "merged_from": [str(d) for d in dirs]}
+    return merged, clips
+
+
+def write_merged(out: Path, run: dict[str, Any], clips: ClipTable) -> None:
+    """A merged run as a run directory of its own (run.json, per-clip files, tables)."""
+    out = Path(out)
+    if (out / RUN_FILE).exists():
+        raise RunFileError(f"--out {out}: {out / RUN_FILE} exists; pick a new --out")
+    for e in run["runs"]:
+        key = (e["method"], e["seed"])
+        if key in clips:
+            e["clips_file"] = clips_file(e)
+            atomic_write_bytes(out / e["clips_file"], _pack(clips[key]))
+    write_derived(out, run, clips)
+    atomic_write_json(out / RUN_FILE, run)

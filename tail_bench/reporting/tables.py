@@ -8,7 +8,8 @@ seed a cell is `value [95% interval]` (clip-level bootstrap); with several it is
 `mean±std` over seeds (sample std, ddof=1). Arrows mark differences from the first
 strategy that a paired bootstrap over clips and seeds finds significant at 95%; a cell
 without one is not significantly different. Only methods that finished every step are
-compared; the others are listed with their status.
+compared; the others are listed with their status. A run with `--gallery union` or `both`
+gets its tables for each gallery it reports, labelled, and (for both) the gap between them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from tail_bench.evaluation import bootstrap, cl_metrics
+from tail_bench.evaluation import bootstrap, cl_metrics, galleries
 
 DIRECTIONS = ("t2a", "a2t")
 HEADS = ("audio_head", "text_head", "logit_scale")  # not counted by "share without heads"
@@ -111,7 +112,8 @@ def _final_of(j: int) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _columns(datasets: list[str]) -> list[tuple[str, str, Callable, bool]]:
-    return ([(f"{d} R@1", "R@1", _final_of(j), False) for j, d in enumerate(datasets)]
+    return ([(f"{d.removeprefix(galleries.UNION)} R@1", "R@1", _final_of(j), False)
+             for j, d in enumerate(datasets)]
             + [("avg R@1", "R@1", cl_metrics.final_average, False),
                ("avg mAP@10", "mAP@10", cl_metrics.final_average, False),
                ("learning acc R@1", "R@1", cl_metrics.learning_accuracy, True),
@@ -155,8 +157,18 @@ def _mark(a: list[dict[str, Any]], b: list[dict[str, Any]], datasets: list[str],
     return "↑" if test["difference"] > 0 else "↓"
 
 
-def comparison_table(run: dict[str, Any], clips: Clips | None = None) -> Table:
-    datasets = run["stream"]["datasets"]
+def gallery_of(run: dict[str, Any]) -> str:
+    """The run's --gallery (runs before it existed were per-dataset)."""
+    return setting(run, "gallery") or "per-dataset"
+
+
+def _labelled(title: str, run: dict[str, Any], gallery: str) -> str:
+    return title if gallery_of(run) == "per-dataset" else f"{title}, {gallery} gallery"
+
+
+def comparison_table(run: dict[str, Any], clips: Clips | None = None,
+                     gallery: str = "per-dataset") -> Table:
+    datasets = galleries.keys(run["stream"]["datasets"], gallery)
     by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
     rank = {"zero-shot": 0, "continual": 1, "joint": 2}  # the paper's row order
     for e in sorted(finished(run), key=lambda e: rank.get(e.get("role"), 1)):
@@ -190,7 +202,26 @@ def comparison_table(run: dict[str, Any], clips: Clips | None = None) -> Table:
         shares = [f"{100 * n / finetune[0]:.2f}%" if finetune and finetune[0] else "—"
                   for n in (params, params - heads)]
         rows.append([method, str(len(entries)), *cells, f"{params:,}", *shares])
-    return Table(header, rows, "Comparison (final row)")
+    return Table(header, rows, _labelled("Comparison (final row)", run, gallery))
+
+
+def gallery_gap_table(run: dict[str, Any]) -> Table:
+    """Final average R@1 per gallery and how much a method loses without the data set's
+    identity (per-dataset minus union), mean over seeds."""
+    names, rows = run["stream"]["datasets"], []
+    by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in finished(run):
+        by_method[e["method"]].append(e)
+    for method, entries in by_method.items():
+        cells = []
+        for d in DIRECTIONS:
+            per, uni = (mean(cl_metrics.final_average(matrix(e, galleries.keys(names, g), d))
+                             for e in entries) for g in ("per-dataset", "union"))
+            cells += [_pct(per), _pct(uni), _pct(per - uni)]
+        rows.append([method, *cells])
+    return Table(["method"] + [f"{d} {c}" for d in DIRECTIONS
+                               for c in ("per-dataset", "union", "gap")], rows,
+                 "Gallery gap (final avg R@1, per-dataset − union)")
 
 
 def legend(run: dict[str, Any]) -> str:
@@ -217,8 +248,9 @@ def status_table(run: dict[str, Any]) -> Table:
 
 
 def step_table(run: dict[str, Any], entry: dict[str, Any], direction: str,
-               metric: str = "R@1") -> Table:
-    datasets = run["stream"]["datasets"]
+               metric: str = "R@1", gallery: str = "per-dataset") -> Table:
+    names = run["stream"]["datasets"]
+    datasets = galleries.keys(names, gallery)
     r = matrix(entry, datasets, direction, metric)
     full = len(r) == len(datasets) + 1
     rows = []
@@ -234,11 +266,12 @@ def step_table(run: dict[str, Any], entry: dict[str, Any], direction: str,
     if s:
         rows.append(["forgetting", *map(_pct, s["forgetting"]), _pct(s["mean_forgetting"])])
     status = "" if entry["status"] == FINISHED else f" — {entry['status'].upper()}"
-    title = (f"**{entry['method']}** (seed {entry['seed']}), {direction} {metric} (%)"
+    title = (_labelled(f"**{entry['method']}** (seed {entry['seed']}), {direction} {metric} (%)",
+                       run, gallery)
              + (f": final avg {_pct(s['final_average'])}, learning acc "
                 f"{_pct(s['learning_accuracy'])}, BWT {_pct(s['bwt'])}, FWT {_pct(s['fwt'])}"
                 if s else "") + status)
-    return Table(["row", *datasets, "avg seen / mean"], rows, title)
+    return Table(["row", *names, "avg seen / mean"], rows, title)
 
 
 def cost_table(run: dict[str, Any]) -> Table:
@@ -248,9 +281,16 @@ def cost_table(run: dict[str, Any]) -> Table:
         rows.append([e["method"], str(e["seed"]), f"{c.get('trainable_params', 0):,}",
                      f"{c.get('backbone_params', 0):,}", f"{c.get('train_seconds', 0):.1f}",
                      f"{c.get('eval_seconds', 0):.1f}", f"{c.get('peak_memory_mb', 0):.0f}",
-                     c.get("memory_kind", "—"), e["status"]])
+                     c.get("memory_kind", "—"), _stored(c), e["status"]])
     return Table(["method", "seed", "trainable params", "backbone params", "train s",
-                  "eval s", "peak MB", "memory", "status"], rows, "Cost")
+                  "eval s", "peak MB", "memory", "stored data", "status"], rows, "Cost")
+
+
+def _stored(cost: dict[str, Any]) -> str:
+    """What a method keeps between steps (a replay buffer), or — for none."""
+    if "memory_clips" not in cost:
+        return "—"
+    return f"{cost['memory_clips']:,} clips, {cost['memory_mb']:.1f} MB"
 
 
 def sections(run: dict[str, Any], clips: Clips | None = None) -> list[str | Table]:
@@ -261,14 +301,18 @@ def sections(run: dict[str, Any], clips: Clips | None = None) -> list[str | Tabl
         f"Backbone `{setting(run, 'backbone')}`, preset `{setting(run, 'preset')}`, device "
         f"`{setting(run, 'device')}`, precision `{setting(run, 'precision') or 'fp32'}`, "
         f"scored on the `{setting(run, 'eval_split') or 'test'}` splits."]
+    shown = galleries.shown(gallery_of(run))
     if finished(run):
-        out += [legend(run), comparison_table(run, clips)]
+        out += [legend(run), *(comparison_table(run, clips, g) for g in shown)]
+        if len(shown) > 1:
+            out.append(gallery_gap_table(run))
     if unfinished(run):
         out.append(status_table(run))
     if run["runs"]:
         out += [cost_table(run), "Per step. Each cell: value [95% interval, clip-level "
                                  "bootstrap]."]
-        out += [step_table(run, e, d) for e in run["runs"] if e["rows"] for d in DIRECTIONS]
+        out += [step_table(run, e, d, gallery=g) for e in run["runs"] if e["rows"]
+                for g in shown for d in DIRECTIONS]
     return out
 
 

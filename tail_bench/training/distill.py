@@ -5,6 +5,7 @@ with retrieval embeddings in place of class logits)."""
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -37,10 +38,19 @@ class DistillationStrategy(Strategy):
             return
         with torch.no_grad(), template.autocast():
             t_audio, t_text = self.teacher.embed(*template.mb_inputs)  # the batch's features
-        terms = self.distillation_loss(*template.mb_output, t_audio, t_text,
-                                       template.mb_positives)
+        audio, text, t_audio, t_text = map(template.gather, (*template.mb_output, t_audio,
+                                                             t_text))
+        terms = self.distillation_loss(audio, text, t_audio, t_text, template.mb_positives)
         for name, value in terms.items():
             template.add_loss(name, value)
 
     def after_training_exp(self, template, **kwargs) -> None:
         self.teacher = frozen_copy(template.model)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self.teacher is None else {"teacher": self.teacher.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any], model: DualEncoder) -> None:
+        if "teacher" in state:
+            self.teacher = frozen_copy(model)
+            self.teacher.load_state_dict(state["teacher"])

@@ -12,7 +12,7 @@ from torch import Tensor
 Log = Callable[[str, float, int], None]  # (tag, value, global batch)
 
 
-class LossLogger(SupervisedPlugin):
+class LossLogger(SupervisedPlugin, supports_distributed=True):
     def __init__(self, log: Log, *, every: int = 25) -> None:
         super().__init__()
         self.log, self.every = log, every

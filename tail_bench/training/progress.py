@@ -8,7 +8,7 @@ from avalanche.core import SupervisedPlugin
 from tail_bench.progress import progress
 
 
-class ProgressBar(SupervisedPlugin):
+class ProgressBar(SupervisedPlugin, supports_distributed=True):
     def __init__(self, *, label: str, enabled: bool = True) -> None:
         super().__init__()
         self.label, self.enabled, self.bar = label, enabled, None

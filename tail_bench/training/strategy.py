@@ -2,7 +2,8 @@
 
 A strategy declares what it trains (`setup` freezes or adds modules, `trainable_parameters`
 lists them), adds loss terms in `before_backward` and keeps state across steps in
-`before_/after_training_exp`, like any Avalanche plugin. The training loop is shared
+`before_/after_training_exp`, like any Avalanche plugin, and hands that state to per-step
+checkpoints through `state_dict`/`load_state_dict`. The training loop is shared
 (`RetrievalTemplate`); a strategy never copies it. Options are a dataclass so that
 `--opt NAME.KEY=VALUE` is typed and checked.
 """
@@ -24,12 +25,17 @@ class NoOptions:
     pass
 
 
-class Strategy(SupervisedPlugin):
+class Strategy(SupervisedPlugin, supports_distributed=True):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     trains: ClassVar[bool] = True  # False: reference row evaluated before any step only
     joint: ClassVar[bool] = False  # True: one step on the union of every step's data
     Options: ClassVar[type] = NoOptions
+
+    def __init_subclass__(cls, supports_distributed: bool = True, **kwargs) -> None:
+        """Strategies run data-parallel through the template (docs/strategies.md: several
+        processes), so each one tells Avalanche so unless it says otherwise."""
+        super().__init_subclass__(supports_distributed=supports_distributed, **kwargs)
 
     def __init__(self, *, options: dict[str, Any] | None = None) -> None:
         super().__init__()
@@ -47,9 +53,30 @@ class Strategy(SupervisedPlugin):
         """The step size for this method; prompt methods usually want a larger one."""
         return run_lr
 
+    def check(self, backbone: str) -> None:
+        """Raise ConfigError for options that cannot work with `backbone` (a name or a
+        checkpoint path); the run calls it before any work."""
+
+    def cost(self) -> dict[str, Any]:
+        """Cost entries beyond parameters and time, merged into the run's cost: what a
+        method stores between steps (`memory_clips`, `memory_mb` for a replay buffer)."""
+        return {}
+
     def report(self) -> dict[str, Any]:
         """Extra per-run results for the run file (e.g. prompt-usage histograms)."""
         return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """What this strategy carries from one step to the next beyond the model's weights
+        (a Fisher, an anchor, a teacher, a usage history): tensors, numbers, strings, and
+        lists or str-keyed dicts of them. Saved after every step so a run can resume."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any], model: DualEncoder) -> None:
+        """Take back what `state_dict` returned (tensors on the model's device, tuples as
+        lists). Called after `setup` and before the checkpoint's weights are loaded into
+        `model`: a strategy that adds modules per step adds them here, so the model has
+        the checkpoint's shape; the global RNG states are restored after it."""
 
 
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")

@@ -33,8 +33,9 @@ from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
 from torch import Tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
+from tail_bench import distributed
 from tail_bench.errors import Diverged
 from tail_bench.losses import info_nce, positive_pairs
 from tail_bench.models.dual import DualEncoder
@@ -42,6 +43,24 @@ from tail_bench.runtime import autocast
 from tail_bench.streams.pairs import decode_targets
 from tail_bench.training.avalanche_compat import RetrievalCriterion, bridge
 from tail_bench.training.strategy import Strategy
+
+
+class _Interleaved(Sampler):
+    """The order a one-process shuffling loader draws (the same generator, the same
+    draw), of which this process takes every world-th index: batch k of all processes
+    together is batch k of one process (padded by wrapping when n % world != 0)."""
+
+    def __init__(self, n: int, generator: torch.Generator) -> None:
+        self.n, self.generator = n, generator
+        self.rank, self.world = distributed.rank(), distributed.size()
+
+    def __iter__(self):
+        order = torch.randperm(self.n, generator=self.generator).tolist()
+        order += order[: -self.n % self.world]
+        return iter(order[self.rank::self.world])
+
+    def __len__(self) -> int:
+        return -(-self.n // self.world)
 
 
 class RetrievalTemplate(SupervisedTemplate):
@@ -83,11 +102,15 @@ class RetrievalTemplate(SupervisedTemplate):
         self.optimized_param_id = {}  # tells Avalanche the optimizer exists
 
     def make_train_dataloader(self, shuffle: bool = True, **kwargs) -> None:
+        """Seeded from (seed, step): a step's order needs no state to resume. With several
+        processes each loads its interleaved share of every batch of the same order."""
         gen = torch.Generator().manual_seed(self.seed * 1000 + self.experience.current_experience)
         cuda = torch.device(self.device).type == "cuda"
-        self.dataloader = DataLoader(self.adapted_dataset, batch_size=self.train_mb_size,
-                                     shuffle=shuffle, generator=gen,
-                                     collate_fn=self.adapted_dataset.collate_fn,
+        world = distributed.size()
+        sampler = _Interleaved(len(self.adapted_dataset), gen) if world > 1 else None
+        self.dataloader = DataLoader(self.adapted_dataset, batch_size=self.train_mb_size // world,
+                                     shuffle=shuffle and sampler is None, sampler=sampler,
+                                     collate_fn=self.adapted_dataset.collate_fn, generator=gen,
                                      num_workers=self.num_workers, pin_memory=cuda,
                                      persistent_workers=self.num_workers > 0)
 
@@ -99,7 +122,7 @@ class RetrievalTemplate(SupervisedTemplate):
         texts, keys = decode_targets(targets)
         keys = keys.to(self.device, non_blocking=True)
         self.mbatch = (wave.to(self.device, non_blocking=True), texts, keys)
-        self.mb_positives = positive_pairs(keys)
+        self.mb_positives = positive_pairs(distributed.gather_rows(keys))
 
     def forward(self):
         wave, texts, _ = self.mbatch
@@ -107,12 +130,19 @@ class RetrievalTemplate(SupervisedTemplate):
         with self.autocast():
             return self.model.embed(*self.mb_inputs)
 
+    def gather(self, rows: Tensor) -> Tensor:
+        """This process's rows of the batch -> the whole batch's (every process's, with
+        gradient); the identity with one process. Losses that compare rows with each other
+        (in-batch negatives, similarity distributions) take gathered rows and
+        `mb_positives`, which is always over the whole batch."""
+        return distributed.gather(rows)
+
     def eval_epoch(self, **kwargs) -> None:
         """No per-batch pass: retrieval ranks a whole test set, which the evaluator's
         metric (`RetrievalMetrics`) embeds and scores in `after_eval_exp`."""
 
     def criterion(self):
-        audio, text = self.mb_output
+        audio, text = map(self.gather, self.mb_output)
         loss = info_nce(audio, text, self.model.logit_scale, self.mb_positives)
         self.loss_terms = {"info_nce": loss.detach()}
         return loss
@@ -137,6 +167,10 @@ class RetrievalTemplate(SupervisedTemplate):
         if self._batch % self.check_every == 0:
             self._check_finite()
         self.scaler.scale(self.loss).backward()
+        # several processes: the average of their gradients is the one-process gradient
+        # (`gather`'s backward sends each process the whole loss's share of its rows)
+        distributed.average_gradients(p for g in self.optimizer.param_groups
+                                      for p in g["params"])
 
     def optimizer_step(self) -> None:
         self.scaler.step(self.optimizer)
@@ -147,7 +181,9 @@ class RetrievalTemplate(SupervisedTemplate):
         super()._after_training_epoch(**kwargs)
 
     def _check_finite(self) -> None:
-        if self._bad_at is None or not (batch := int(self._bad_at)):
+        if self._bad_at is None:
+            return
+        if not (batch := int(distributed.all_reduce_max(self._bad_at.clone()))):
             return
         exp = self.experience
         step, name = exp.current_experience + 1, exp.dataset.dataset_name[0]
