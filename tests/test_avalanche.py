@@ -67,10 +67,19 @@ def test_the_table_covers_every_plugin_avalanche_exports():
 
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_a_plugin_that_runs_changes_training(name, tiny_model, quick_stream, finetuned):
-    model = _train(tiny_model, quick_stream, [make_plugin(RUNS[name])])
+    plugin = make_plugin(RUNS[name])
+    model = _train(tiny_model, quick_stream, [plugin])
     gaps = [(p - q).abs().max().item() for p, q in zip(model.parameters(),
                                                       finetuned.parameters(), strict=True)]
     assert all(torch.isfinite(p).all() for p in model.parameters())
+    if name == "AGEMPlugin":
+        # A-GEM changes a step only when its gradient conflicts with the memory's; whether
+        # one of two quick steps' batches does flips with float rounding (it did between two
+        # identical runs), so check the memory gradient it compares against instead.
+        ref = plugin.reference_gradients
+        assert ref.numel() == sum(p.numel() for p in model.parameters() if p.requires_grad)
+        assert torch.isfinite(ref).all() and ref.norm() > 0
+        return
     assert max(gaps) > 1e-6, f"{name} left training unchanged"
 
 
