@@ -22,6 +22,7 @@ from tail_bench.evaluation.galleries import GALLERIES
 
 RUN_FILE = "run.json"
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+REPORT_EVERY = ("step", "method", "run")
 
 
 def option(default: Any = dataclasses.MISSING, *, help: str, kind: str = "value",
@@ -77,6 +78,11 @@ class RunConfig:
                                           "subset)")
     length: int | None = option(None, type=int,
                                 help="tail-synth: number of steps (>4 adds variants)")
+    orders: int = option(1, type=int,
+                         help="run every method over K stream orders: --order (or the "
+                              "default order) first, then seeded shuffles of it (random."
+                              "Random(0), repeats skipped), each crossed with --seeds; the "
+                              "tables give mean ± std over orders and seeds")
     options: dict[str, dict[str, Any]] = option(
         kind="opt", factory=dict, flag="--opt", metavar="STRATEGY.KEY=VALUE",
         help="strategy option, repeatable (see docs/strategies.md)")
@@ -99,6 +105,13 @@ class RunConfig:
                           help="rank each query against its own data set's candidates "
                                "(per-dataset, the paper's protocol), against every test "
                                "set's (union: task-agnostic), or report both")
+    report_every: str = option(
+        "step", choices=REPORT_EVERY,
+        help="when the run rewrites its tables, scores.csv and plots: after every step "
+             "(default), after each method ends, or once when the run ends (run.json and "
+             "the per-clip sums are written after every step whatever this says; `tail-bench "
+             "report DIR` rebuilds the rest any time); rendering grows with steps x methods "
+             "x seeds, so long runs want `run`")
     progress: bool = option(True, kind="switch", type=bool,
                             help="progress output (--no-progress: none)")
     tensorboard: bool = option(True, kind="switch", type=bool,
@@ -136,6 +149,8 @@ class RunConfig:
             need(not choices or getattr(self, f.name) in choices, _flag(f),
                  getattr(self, f.name), " or ".join(choices or ()))
         need(self.length is None or self.length >= 1, "--length", self.length,
+             "an integer >= 1")
+        need(isinstance(self.orders, int) and self.orders >= 1, "--orders", self.orders,
              "an integer >= 1")
         if self.data_root is not None and not Path(self.data_root).is_dir():
             raise ConfigError(f"--data-root {self.data_root}: not a directory "
@@ -273,7 +288,7 @@ def default(name: str) -> Any:
     return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
-RESUME_FREE = ("progress", "workers")  # how a run goes, not what it computes
+RESUME_FREE = ("progress", "workers", "report_every")  # how a run goes, not what it computes
 
 
 def _show(value: Any) -> str:

@@ -9,7 +9,11 @@ embeddings turn non-finite is marked `diverged` and the run goes on; a crash mar
 the last a checkpoint is written (training/checkpoint.py), so `--resume DIR` continues an
 unfinished method where it stopped, with the scores an uninterrupted run gives (a row with
 Avalanche plugins starts over: their state has no checkpoint). Costs are recorded
-per method: wall time, peak memory and the parameters it trains.
+per method: wall time, peak memory and the parameters it trains; and per step: training
+time, its peak memory, and the bytes of the strategy's state (`state_dict()`, what a
+checkpoint stores beyond the weights) and of the model, so growth with the number of steps
+shows. With `--orders K` every (seed, method) runs on each of K stream orders (the same
+data, reordered; row 0 is shared, as it is scored by data set name).
 """
 
 from __future__ import annotations
@@ -38,8 +42,8 @@ from tail_bench.reporting.cost import CostMeter
 from tail_bench.reporting.loggers import RunLoggers, check_wandb
 from tail_bench.reporting.results import RunStore, load_run
 from tail_bench.runtime import resolve_precision
-from tail_bench.streams.registry import build_stream, check_stream_args
-from tail_bench.streams.stream import Stream
+from tail_bench.streams.registry import build_stream, check_stream_args, orders_of
+from tail_bench.streams.stream import Stream, reorder
 from tail_bench.training import checkpoint
 from tail_bench.training.avalanche_compat import make_plugin, parse_plugin_spec, split_method
 from tail_bench.training.loss_log import LossLogger
@@ -133,8 +137,10 @@ def resumable(out: Path, resolved: dict[str, Any]) -> None:
     suite = f"tail-bench {tail_bench.__version__}"
     if stored.get("suite") != suite:
         diffs.append(f"suite {suite} (run.json: {stored.get('suite')})")
+    before_options = {"world_size": 1,  # run files older than these settings
+                      "orders": [stored.get("stream", {}).get("datasets")]}
     for key, value in resolved.items():
-        before = stored.get("resolved", {}).get(key, 1 if key == "world_size" else None)
+        before = stored.get("resolved", {}).get(key, before_options.get(key))
         if key != "out" and json.loads(json.dumps(value)) != before:
             diffs.append(f"{key} {value} (run.json: {before})")
     if diffs:
@@ -165,6 +171,7 @@ def run(cfg: RunConfig, *, resume: bool = False) -> Path:
         known[name](options=cfg.options.get(name, {})).check(backbone_name)
     check_stream_args(cfg.benchmark, data_root=cfg.data_root, length=cfg.length,
                       order=cfg.order)
+    orders = orders_of(cfg.benchmark, order=cfg.order, length=cfg.length, orders=cfg.orders)
     run_as = resolve(cfg, preset)
     world = distributed.launched()
     if cfg.nproc not in (1, world):
@@ -185,13 +192,15 @@ def run(cfg: RunConfig, *, resume: bool = False) -> Path:
                 "device": device_name, "precision": run_as.precision,
                 "cpu_threads": torch.get_num_threads(),  # wall times (and CPU bits) depend on it
                 "backbone": backbone_name, "preset_sizes": preset.as_dict(),
-                "data_seeds": data_seeds, "gallery": cfg.gallery, "world_size": world}
+                "data_seeds": data_seeds, "gallery": cfg.gallery, "world_size": world,
+                "orders": orders}
     store: RunStore | None = None
     loggers: RunLoggers | None = None
     if resume:
         resumable(out, resolved)
         store = RunStore(out, {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                               "command": sys.argv}, resume=True, write=main)
+                               "command": sys.argv}, resume=True, write=main,
+                         report_every=cfg.report_every)
         loggers = RunLoggers(out, tensorboard=cfg.tensorboard and main,
                              wandb=cfg.wandb if main else None, config=cfg.as_dict())
     for building in (True, False):  # rank 0 pretrains (or loads) first, the others load
@@ -205,8 +214,9 @@ def run(cfg: RunConfig, *, resume: bool = False) -> Path:
     stream, built_for = None, None
     try:
         for seed in cfg.seeds:
-            todo = [m for m in methods if store is None or store.find(m, seed) is None
-                    or store.find(m, seed)["status"] not in FINISHED]
+            todo = [(k, m) for k in range(len(orders)) for m in methods
+                    if store is None or store.find(m, seed, k) is None
+                    or store.find(m, seed, k)["status"] not in FINISHED]
             if not todo:
                 continue
             if data_seeds[seed] != built_for:
@@ -228,21 +238,34 @@ def run(cfg: RunConfig, *, resume: bool = False) -> Path:
                                        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                        "command": sys.argv, "config": cfg.as_dict(),
                                        "resolved": resolved, "stream": stream.describe()},
-                                 write=main)
+                                 write=main, report_every=cfg.report_every)
                 loggers = RunLoggers(out, tensorboard=cfg.tensorboard and main,
                                      wandb=cfg.wandb if main else None, config=cfg.as_dict())
-            for name in todo:
+            for k, name in todo:
                 strategy, plugins = split_method(name)
-                run_method(store, known[strategy], base=base, stream=stream,
+                run_method(store, known[strategy], base=base,
+                           stream=reorder(stream, orders[k]), order_index=k,
                            evaluator=evaluator, zero_shot=zero_shot,
                            zero_seconds=zero_seconds, seed=seed, data_seed=built_for,
                            run_as=run_as, loggers=loggers,
                            options=cfg.options.get(strategy, {}), avalanche_plugins=plugins)
     finally:
+        if store is not None:
+            store.close()
         if loggers is not None:
             loggers.close()
         distributed.stop()
     return out
+
+
+def stored_bytes(strategy, model: torch.nn.Module) -> dict[str, int]:
+    """What a method keeps after a step: its strategy's state (`state_dict()`: a Fisher and
+    anchor, a teacher, a replay buffer, a usage history; tensors by their bytes, the rest
+    by its JSON) and the model's weights and buffers (which grow for a method that adds
+    modules per step). Avalanche plugins' state is not in it (it has no contract)."""
+    model_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    return {"state_bytes": checkpoint.state_bytes(strategy.state_dict()),
+            "model_bytes": int(model_bytes)}
 
 
 def log_scores(loggers: RunLoggers, tag: str, result: Evaluation, step: int) -> None:
@@ -255,22 +278,23 @@ def log_scores(loggers: RunLoggers, tag: str, result: Evaluation, step: int) -> 
 def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: RetrievalEvaluator,
                zero_shot: Evaluation, zero_seconds: float, seed: int, data_seed: int,
                run_as: Settings, loggers: RunLoggers, options: dict[str, Any],
-               avalanche_plugins: list[str] = ()) -> dict[str, Any]:
-    """Train and score one (method, seed), or continue it after its checkpoint when the
-    run file already has it (--resume). Checkpoints follow every step but the last.
-    `avalanche_plugins` (specs) are added to the strategy; the row is `strategy+Plugin(...)`."""
+               avalanche_plugins: list[str] = (), order_index: int = 0) -> dict[str, Any]:
+    """Train and score one (method, seed, order), or continue it after its checkpoint when
+    the run file already has it (--resume). Checkpoints follow every step but the last.
+    `avalanche_plugins` (specs) are added to the strategy; the row is `strategy+Plugin(...)`.
+    `stream` is in the order `order_index` names (0: the run's first)."""
     seed_everything(seed)
     strategy = cls(options=options)
     extra_plugins = [make_plugin(spec, run_as.device) for spec in avalanche_plugins]
     method = "+".join([cls.name, *avalanche_plugins])
-    where = checkpoint.folder(store.out, method, seed)
-    entry = store.find(method, seed)
+    where = checkpoint.folder(store.out, method, seed, order_index)
+    entry = store.find(method, seed, order_index)
     resumed = entry is not None
     if entry is None:
         role = "zero-shot" if not cls.trains else ("joint" if cls.joint else "continual")
         info = {"role": role, "description": cls.description,
                 "options": asdict(strategy.options), "data_seed": data_seed,
-                "strategy": cls.name,
+                "strategy": cls.name, "order": stream.datasets, "order_index": order_index,
                 "avalanche_plugins": [{"spec": spec, "class": f"{type(p).__module__}."
                                        f"{type(p).__qualname__}",
                                        "options": parse_plugin_spec(spec)[1]}
@@ -280,9 +304,10 @@ def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: Retriev
         store.add_row(entry, {"step": 0, "after": None, "scores": zero_shot.scores,
                               "train_seconds": 0.0, "eval_seconds": round(zero_seconds, 3)},
                       zero_shot.clips)
-        log_scores(loggers, f"{method}/seed{seed}", zero_shot, 0)
     device = run_as.device
-    tag_of = f"{method}/seed{seed}"
+    tag_of = f"{method}/seed{seed}" + (f"/order{order_index + 1}" if order_index else "")
+    if not resumed:
+        log_scores(loggers, tag_of, zero_shot, 0)
     model, done = None, 0
     # Avalanche plugins keep state (a replay buffer, EWC's importances) that no contract
     # saves: a row with plugins writes no checkpoint and starts over on --resume
@@ -322,7 +347,9 @@ def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: Retriev
                     after = "all (joint)" if cls.joint else stream.datasets[i - 1]
                     store.add_row(entry, {"step": i, "after": after, "scores": result.scores,
                                           "train_seconds": round(tr.seconds, 3),
-                                          "eval_seconds": round(ev.seconds, 3)}, result.clips)
+                                          "eval_seconds": round(ev.seconds, 3),
+                                          "train_peak_memory_mb": round(tr.peak_mb, 1),
+                                          **stored_bytes(strategy, model)}, result.clips)
                     log_scores(loggers, tag_of, result, i)
                     if i < steps and keeps and store.write:
                         seconds, size = checkpoint.save(where, i, model=model,

@@ -9,7 +9,7 @@ import torch
 from tail_bench.cli import main
 from tail_bench.evaluation import cl_metrics
 from tail_bench.reporting.results import load_clips, load_run
-from tail_bench.reporting.tables import matrix, render
+from tail_bench.reporting.tables import entry_key, matrix, render
 
 QUICK = ["--preset", "quick", "--epochs", "1", "--no-progress"]
 
@@ -50,7 +50,7 @@ def test_every_score_carries_a_bootstrap_interval_and_per_clip_sums(prompted):
                     for m, s in metrics.items():
                         lo, hi = s["ci95"]
                         assert lo <= s["value"] <= hi, (e["method"], ds, d, m)
-                        c = clips[(e["method"], e["seed"])][row["step"]]
+                        c = clips[entry_key(e)][row["step"]]
                         assert c.sums[ds][d][m].sum() / c.counts[ds][d].sum() == \
                             pytest.approx(s["value"])
     first = run["runs"][0]["rows"][1]["scores"]["audiocaps"]["t2a"]["R@1"]
@@ -111,6 +111,9 @@ def test_a_crash_marks_the_method_failed(tmp_path, _cache):
     (["--batch-size", "0"], "--batch-size 0: expected an integer >= 2"),
     (["--batch-size", "-1"], "--batch-size -1: expected an integer >= 2"),
     (["--length", "0"], "--length 0: expected an integer >= 1"),
+    (["--orders", "0"], "--orders 0: expected an integer >= 1"),
+    (["--orders", "3", "--order", "clotho,bbc"],
+     "--orders 3: the 2 data sets of this stream have only 2 orders"),
     (["--seeds", "0", "0"], "--seeds 0 0: expected distinct seeds"),
     (["--seed", "-1"], "--seeds -1: expected integers >= 0"),
     (["--workers", "-1"], "--workers -1: expected an integer >= 0"),

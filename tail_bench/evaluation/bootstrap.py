@@ -94,22 +94,27 @@ def summary_ci(rows: Sequence[ClipScores], datasets: Sequence[str], direction: s
 
 
 def paired_difference(a: Sequence[Sequence[ClipScores]], b: Sequence[Sequence[ClipScores]],
-                      datasets: Sequence[str], direction: str, metric: str, fn: Summary, *,
-                      replicates: int = 2000, seed: int = 0) -> dict:
+                      datasets: Sequence[str] | None, direction: str, metric: str,
+                      fn: Summary | None, *, replicates: int = 2000, seed: int = 0,
+                      per_pair: Sequence[tuple[Sequence[str], Summary]] | None = None
+                      ) -> dict:
     """Paired bootstrap of mean over seeds of fn(R_a) - fn(R_b), over clips and seeds.
 
     `a[s]`, `b[s]`: the rows of methods a and b for seed s (the same test clips for both).
     Seeds are drawn with replacement; within each drawn seed, both methods get the same
     clip resample. Returns the observed difference, its 95% interval, and whether the
-    interval excludes 0.
+    interval excludes 0. `per_pair[s]` = (datasets, fn) replaces `datasets` and `fn` for
+    pair s: runs over several stream orders pair (seed, order) runs, each with its order's
+    columns.
     """
     n_seeds = len(a)
+    each = list(per_pair) if per_pair is not None else [(datasets, fn)] * n_seeds
     per_seed = np.stack([
-        fn(matrix_replicates(a[s], datasets, direction, metric, replicates, s + 1))
-        - fn(matrix_replicates(b[s], datasets, direction, metric, replicates, s + 1))
-        for s in range(n_seeds)])  # (seeds, replicates)
-    diff = [float(fn(observed(a[s], datasets, direction, metric))
-                  - fn(observed(b[s], datasets, direction, metric))) for s in range(n_seeds)]
+        f(matrix_replicates(a[s], ds, direction, metric, replicates, s + 1))
+        - f(matrix_replicates(b[s], ds, direction, metric, replicates, s + 1))
+        for s, (ds, f) in enumerate(each)])  # (seeds, replicates)
+    diff = [float(f(observed(a[s], ds, direction, metric))
+                  - f(observed(b[s], ds, direction, metric))) for s, (ds, f) in enumerate(each)]
     pick = np.random.default_rng([seed, n_seeds]).integers(0, n_seeds,
                                                             size=(replicates, n_seeds))
     samples = per_seed[pick, np.arange(replicates)[:, None]].mean(1)

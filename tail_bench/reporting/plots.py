@@ -4,7 +4,8 @@
 - `r_matrix.png`: each method's results matrix R[i][j] (t2a and a2t R@1) as a heatmap;
 - `cost_retention.png`: trainable parameters and training time against final average R@1
   and forgetting, per method, with the seeds' spread (min to max).
-The first seed of each method is drawn where one seed is shown.
+The first seed of each method (in the first stream order) is drawn where one seed is
+shown; every seed and order counts in the spread.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from tail_bench.evaluation import cl_metrics
-from tail_bench.reporting.tables import DIRECTIONS, finished, matrix
+from tail_bench.reporting.tables import DIRECTIONS, finished, matrix, order_of
 from tail_bench.storage import atomic_write_bytes
 
 
@@ -43,11 +44,12 @@ def _first_seed(run: dict[str, Any]) -> list[dict[str, Any]]:
 def curves(out: Path, run: dict[str, Any], entries: list[dict[str, Any]]) -> list[Path]:
     import matplotlib.pyplot as plt
 
-    datasets, paths = run["stream"]["datasets"], []
+    paths = []
     for direction in DIRECTIONS:
         fig, axes = plt.subplots(1, len(entries), figsize=(3.2 * len(entries), 3),
                                  squeeze=False, sharey=True)
         for ax, e in zip(axes[0], entries, strict=True):
+            datasets = order_of(run, e)
             r = matrix(e, datasets, direction)
             for j, name in enumerate(datasets):
                 ax.plot(range(len(r)), [100 * row[j] for row in r], marker="o", label=name)
@@ -64,10 +66,10 @@ def curves(out: Path, run: dict[str, Any], entries: list[dict[str, Any]]) -> lis
 def heatmaps(out: Path, run: dict[str, Any], entries: list[dict[str, Any]]) -> Path:
     import matplotlib.pyplot as plt
 
-    datasets = run["stream"]["datasets"]
     fig, axes = plt.subplots(2, len(entries), figsize=(2.6 * len(entries), 5.2),
                              squeeze=False)
     for col, e in enumerate(entries):
+        datasets = order_of(run, e)
         for row, direction in enumerate(DIRECTIONS):
             ax = axes[row][col]
             r = 100 * np.array(matrix(e, datasets, direction))
@@ -100,7 +102,7 @@ def cost_retention(out: Path, run: dict[str, Any]) -> Path | None:
         return None
     fig, axes = plt.subplots(2, 2, figsize=(8, 6.4))
     for method, entries in by.items():
-        r = [np.array(matrix(e, datasets, "t2a")) for e in entries]
+        r = [np.array(matrix(e, order_of(run, e), "t2a")) for e in entries]
         ys = {"final average t2a R@1 (%)": [100 * cl_metrics.final_average(m) for m in r],
               "forgetting t2a R@1 (%)": [100 * cl_metrics.mean_forgetting(m) for m in r]}
         xs = {"trainable parameters": [e["cost"]["trainable_params"] for e in entries],
@@ -108,9 +110,7 @@ def cost_retention(out: Path, run: dict[str, Any]) -> Path | None:
         for row, (ylabel, y) in enumerate(ys.items()):
             for col, (xlabel, x) in enumerate(xs.items()):
                 ax = axes[row][col]
-                ax.errorbar(np.mean(x), np.mean(y), fmt="o",
-                            xerr=[[np.mean(x) - min(x)], [max(x) - np.mean(x)]],
-                            yerr=[[np.mean(y) - min(y)], [max(y) - np.mean(y)]])
+                ax.errorbar(np.mean(x), np.mean(y), fmt="o", xerr=_spread(x), yerr=_spread(y))
                 ax.annotate(method, (np.mean(x), np.mean(y)), fontsize=7,
                             xytext=(3, 3), textcoords="offset points")
                 ax.set_xlabel(xlabel)
@@ -120,6 +120,13 @@ def cost_retention(out: Path, run: dict[str, Any]) -> Path | None:
     fig.suptitle("cost against retention (bars: min to max over seeds)", fontsize=9)
     fig.tight_layout()
     return _save(fig, Path(out) / "cost_retention.png")
+
+
+def _spread(values: list[float]) -> list[list[float]]:
+    """Error bars from the mean to the min and max; never negative (the mean of equal
+    values can fall an ulp outside them, which matplotlib refuses)."""
+    m = float(np.mean(values))
+    return [[max(0.0, m - min(values))], [max(0.0, max(values) - m)]]
 
 
 def write_plots(out: Path, run: dict[str, Any]) -> list[Path]:

@@ -3,7 +3,10 @@
 Every file is rewritten atomically after every evaluated step, so a crash or Ctrl-C keeps
 all finished steps. `tail-bench report DIR` rebuilds the derived files and plots from the
 run files alone. Beside run.json, `clips/<method>-s<seed>.npz` holds each row's per-clip
-sums (what bootstrap intervals and paired significance tests resample).
+sums (what bootstrap intervals and paired significance tests resample). A run with
+`--orders K` keeps an entry per (method, seed, order): `order` names its data sets in
+training order and `order_index` says which of the run's orders it is (0: the first);
+its per-clip file and checkpoint folder end in `-o<index>` past the first order.
 """
 
 from __future__ import annotations
@@ -18,7 +21,14 @@ import numpy as np
 from tail_bench.errors import RunFileError
 from tail_bench.evaluation.bootstrap import ClipScores
 from tail_bench.reporting.plots import write_plots
-from tail_bench.reporting.tables import render, scores_csv
+from tail_bench.reporting.tables import (
+    Key,
+    entry_key,
+    order_of,
+    render,
+    scores_csv,
+    sections,
+)
 from tail_bench.storage import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 RUN_FILE = "run.json"
@@ -26,12 +36,18 @@ CLIPS_DIR = "clips"
 SCHEMA = 2  # 2: scores are {"value", "ci95"}; statuses; per-clip sums beside run.json
 FINISHED = "done"
 
-# (method, seed) -> step -> ClipScores
-ClipTable = dict[tuple[str, int], dict[int, ClipScores]]
+ClipTable = dict[Key, dict[int, ClipScores]]
+
+
+def order_suffix(order_index: int) -> str:
+    """How the files of order `order_index` are told apart: none for the first order, so
+    a one-order run names them as before."""
+    return f"-o{order_index}" if order_index else ""
 
 
 def clips_file(entry: dict[str, Any]) -> str:
-    return f"{CLIPS_DIR}/{entry['method']}-s{entry['seed']}.npz"
+    return (f"{CLIPS_DIR}/{entry['method']}-s{entry['seed']}"
+            f"{order_suffix(entry.get('order_index', 0))}.npz")
 
 
 class RunStore:
@@ -39,8 +55,8 @@ class RunStore:
     other than 0 of a multi-process run) it keeps the same records and writes nothing."""
 
     def __init__(self, out: Path, header: dict[str, Any] | None, *, write: bool = True,
-                 resume: bool = False) -> None:
-        self.out, self.write = Path(out), write
+                 resume: bool = False, report_every: str = "step") -> None:
+        self.out, self.write, self.report_every = Path(out), write, report_every
         self.clips: ClipTable = {}
         if resume:
             self.data = load_run(self.out)
@@ -52,15 +68,15 @@ class RunStore:
         self.data = {"schema": SCHEMA, **(header or {}), "runs": []}
         self.save()
 
-    def find(self, method: str, seed: int) -> dict[str, Any] | None:
+    def find(self, method: str, seed: int, order_index: int = 0) -> dict[str, Any] | None:
         return next((e for e in self.data["runs"]
-                     if e["method"] == method and e["seed"] == seed), None)
+                     if entry_key(e) == (method, seed, order_index)), None)
 
     def start(self, *, method: str, seed: int, info: dict[str, Any]) -> dict[str, Any]:
         entry = {"method": method, "seed": seed, "status": "running", **info, "rows": [],
                  "clips_file": None}
         self.data["runs"].append(entry)
-        self.clips[(method, seed)] = {}
+        self.clips[entry_key(entry)] = {}
         return entry
 
     def reopen(self, entry: dict[str, Any], last_step: int) -> None:
@@ -69,7 +85,7 @@ class RunStore:
         entry["status"] = "running"
         entry.pop("failure", None)
         entry["rows"] = [r for r in entry["rows"] if r["step"] <= last_step]
-        table = self.clips.setdefault((entry["method"], entry["seed"]), {})
+        table = self.clips.setdefault(entry_key(entry), {})
         for step in [s for s in table if s > last_step]:
             del table[step]
         if self.write and entry.get("clips_file"):
@@ -78,7 +94,7 @@ class RunStore:
 
     def add_row(self, entry: dict[str, Any], row: dict[str, Any], clips: ClipScores) -> None:
         entry["rows"].append(row)
-        table = self.clips[(entry["method"], entry["seed"])]
+        table = self.clips[entry_key(entry)]
         table[row["step"]] = clips
         entry["clips_file"] = clips_file(entry)
         if self.write:
@@ -88,16 +104,27 @@ class RunStore:
     def stop(self, entry: dict[str, Any], status: str, failure: dict[str, Any]) -> None:
         """An unfinished method: diverged, failed or interrupted."""
         entry.update(status=status, failure=failure)
-        self.save()
+        self.save(ended="method")
 
     def finish(self, entry: dict[str, Any], **fields: Any) -> None:
         entry.update(fields, status=FINISHED)
-        self.save()
+        self.save(ended="method")
 
-    def save(self) -> None:
-        if self.write:
+    def close(self) -> None:
+        """The run ends (or stops): the derived files of `--report-every run` (the other
+        settings wrote them when the last step or method ended)."""
+        if self.report_every == "run":
+            self.save(ended="run")
+
+    def save(self, ended: str = "step") -> None:
+        """run.json always; the derived files when `ended` (step, method or run) is what
+        --report-every asks for, or comes after it."""
+        if not self.write:
+            return
+        order = ("step", "method", "run")
+        if order.index(ended) >= order.index(self.report_every):
             write_derived(self.out, self.data, self.clips)
-            atomic_write_json(self.out / RUN_FILE, self.data)
+        atomic_write_json(self.out / RUN_FILE, self.data)
 
 
 def _pack(table: dict[int, ClipScores]) -> bytes:
@@ -132,15 +159,17 @@ def load_clips(run_dir: Path, run: dict[str, Any]) -> ClipTable:
         path = Path(run_dir) / e["clips_file"] if e.get("clips_file") else None
         if path is not None and path.exists():
             with np.load(path) as data:
-                out[(e["method"], e["seed"])] = _unpack(data)
+                out[entry_key(e)] = _unpack(data)
     return out
 
 
 def write_derived(out: Path, run: dict[str, Any], clips: ClipTable | None = None) -> None:
-    """Every file derived from the run file: tables (Markdown, LaTeX), scores, plots."""
+    """Every file derived from the run file: tables (Markdown, LaTeX), scores, plots. The
+    tables are computed once (their bootstraps are most of the cost) for both formats."""
     atomic_write_text(out / "scores.csv", scores_csv(run))
-    atomic_write_text(out / "tables.md", render(run, clips, "md"))
-    atomic_write_text(out / "tables.tex", render(run, clips, "latex"))
+    parts = sections(run, clips)
+    atomic_write_text(out / "tables.md", render(run, clips, "md", parts))
+    atomic_write_text(out / "tables.tex", render(run, clips, "latex", parts))
     write_plots(out, run)
 
 
@@ -186,11 +215,11 @@ def _merge_key(run: dict[str, Any], key: str) -> Any:
 def merge_runs(dirs: list[Path]) -> tuple[dict[str, Any], ClipTable]:
     """Several run directories (e.g. the jobs of a method x seed grid) as one run: the
     first one's header (its --strategy is the reference row) and every one's entries.
-    Runs on another stream, backbone, preset or evaluation split, and a (method, seed)
-    present twice, are refused naming the directories."""
+    Runs on another stream, backbone, preset or evaluation split, and a (method, seed,
+    order) present twice, are refused naming the directories."""
     first, runs, clips = Path(dirs[0]), [], {}
     merged = load_run(first)
-    seen: dict[tuple[str, int], Path] = {}
+    seen: dict[Key, tuple[Path, list[str]]] = {}
     for d in map(Path, dirs):
         run = merged if d == first else load_run(d)
         differ = [k for k in MERGE_SAME if _merge_key(run, k) != _merge_key(merged, k)]
@@ -198,11 +227,17 @@ def merge_runs(dirs: list[Path]) -> tuple[dict[str, Any], ClipTable]:
             raise RunFileError(f"{d}: cannot be merged with {first}: their "
                                f"{', '.join(differ)} differ")
         for e in run["runs"]:
-            key = (e["method"], e["seed"])
+            key, order = entry_key(e), order_of(run, e)
             if key in seen:
-                raise RunFileError(f"{d}: {e['method']} seed {e['seed']} is also in "
-                                   f"{seen[key]}; merge each (method, seed) once")
-            seen[key] = d
+                where, other = seen[key]
+                what = f"{e['method']} seed {e['seed']}" + (
+                    f" order {key[2] + 1}" if key[2] else "")
+                if other != order:  # the same index for another order: not comparable
+                    raise RunFileError(f"{d}: {what} is order {' -> '.join(order)} but "
+                                       f"{' -> '.join(other)} in {where}")
+                raise RunFileError(f"{d}: {what} is also in {where}; merge each (method, "
+                                   "seed, order) once")
+            seen[key] = (d, order)
             runs.append(e)
         clips.update(load_clips(d, run))
     merged = {**merged, "runs": runs, "merged_from": [str(d) for d in dirs]}
@@ -215,7 +250,7 @@ def write_merged(out: Path, run: dict[str, Any], clips: ClipTable) -> None:
     if (out / RUN_FILE).exists():
         raise RunFileError(f"--out {out}: {out / RUN_FILE} exists; pick a new --out")
     for e in run["runs"]:
-        key = (e["method"], e["seed"])
+        key = entry_key(e)
         if key in clips:
             e["clips_file"] = clips_file(e)
             atomic_write_bytes(out / e["clips_file"], _pack(clips[key]))

@@ -10,6 +10,11 @@ strategy that a paired bootstrap over clips and seeds finds significant at 95%; 
 without one is not significantly different. Only methods that finished every step are
 compared; the others are listed with their status. A run with `--gallery union` or `both`
 gets its tables for each gallery it reports, labelled, and (for both) the gap between them.
+A run over several stream orders (`--orders`) pools every order and seed of a method into
+`mean±std`; its per-data-set columns are by data set name (each entry's final score on
+that data set, wherever the data set came in its order), its summaries (learning accuracy,
+forgetting, BWT) are each computed in the entry's own order, and a column gives each
+method's rank in each order, marking (†) those whose rank changes.
 """
 
 from __future__ import annotations
@@ -29,7 +34,29 @@ from tail_bench.evaluation import bootstrap, cl_metrics, galleries
 DIRECTIONS = ("t2a", "a2t")
 HEADS = ("audio_head", "text_head", "logit_scale")  # not counted by "share without heads"
 FINISHED = "done"
-Clips = dict  # (method, seed) -> step -> bootstrap.ClipScores
+Clips = dict  # (method, seed, order index) -> step -> bootstrap.ClipScores
+Key = tuple[str, int, int]
+CHANGES = "†"  # a method whose rank changes across stream orders
+
+
+def entry_key(entry: dict[str, Any]) -> Key:
+    """What identifies a method's run in a run file: (method, seed, order index); entries
+    of files before --orders are order 0."""
+    return entry["method"], entry["seed"], entry.get("order_index", 0)
+
+
+def order_of(run: dict[str, Any], entry: dict[str, Any]) -> list[str]:
+    """The data sets an entry trained on, in its order (the stream's, for files before
+    --orders)."""
+    return entry.get("order") or run["stream"]["datasets"]
+
+
+def order_indices(entries: list[dict[str, Any]]) -> list[int]:
+    return sorted({e.get("order_index", 0) for e in entries})
+
+
+def several_orders(run: dict[str, Any]) -> bool:
+    return len(order_indices(run["runs"])) > 1
 
 
 def value(score: dict | float) -> float:
@@ -79,7 +106,8 @@ class Table:
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
         "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-        "^": r"\textasciicircum{}", "±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$",
+        "^": r"\textasciicircum{}", "±": r"$\pm$", "†": r"$\dagger$", "×": r"$\times$",
+        "↑": r"$\uparrow$", "↓": r"$\downarrow$",
         "—": "---", "−": "$-$", "→": r"$\rightarrow$", "`": "", "*": ""}
 
 
@@ -106,52 +134,73 @@ def summary(entry: dict[str, Any], datasets: list[str]) -> dict[str, dict[str, A
             for d in DIRECTIONS for m in ("R@1", "mAP@10")}
 
 
-# A comparison column: (label, metric, function of a results matrix stack, continual only)
-def _final_of(j: int) -> Callable[[np.ndarray], np.ndarray]:
+# A comparison column: (label, metric, the function of a results matrix stack for an entry
+# whose columns are `keys` (its data sets in its own order), continual only)
+Summary = Callable[[np.ndarray], np.ndarray]
+KeyedSummary = Callable[[list[str]], Summary]
+
+
+def _final_of(j: int) -> Summary:
     return lambda r: np.asarray(r)[..., -1, j]
 
 
-def _columns(datasets: list[str]) -> list[tuple[str, str, Callable, bool]]:
-    return ([(f"{d.removeprefix(galleries.UNION)} R@1", "R@1", _final_of(j), False)
-             for j, d in enumerate(datasets)]
-            + [("avg R@1", "R@1", cl_metrics.final_average, False),
-               ("avg mAP@10", "mAP@10", cl_metrics.final_average, False),
-               ("learning acc R@1", "R@1", cl_metrics.learning_accuracy, True),
-               ("forgetting R@1", "R@1", cl_metrics.mean_forgetting, True),
-               ("BWT R@1", "R@1", cl_metrics.bwt, True)])
+def _final_on(key: str) -> KeyedSummary:
+    """A data set's final score, found by name in each entry's own order."""
+    return lambda keys: _final_of(keys.index(key))
+
+
+def _any_order(fn: Summary) -> KeyedSummary:
+    return lambda keys: fn
+
+
+def _columns(datasets: list[str]) -> list[tuple[str, str, KeyedSummary, bool]]:
+    return ([(f"{d.removeprefix(galleries.UNION)} R@1", "R@1", _final_on(d), False)
+             for d in datasets]
+            + [("avg R@1", "R@1", _any_order(cl_metrics.final_average), False),
+               ("avg mAP@10", "mAP@10", _any_order(cl_metrics.final_average), False),
+               ("learning acc R@1", "R@1", _any_order(cl_metrics.learning_accuracy), True),
+               ("forgetting R@1", "R@1", _any_order(cl_metrics.mean_forgetting), True),
+               ("BWT R@1", "R@1", _any_order(cl_metrics.bwt), True)])
 
 
 def _rows_of(clips: Clips | None, entry: dict[str, Any]) -> list | None:
-    table = (clips or {}).get((entry["method"], entry["seed"]))
+    table = (clips or {}).get(entry_key(entry))
     if not table or len(table) != len(entry["rows"]):
         return None
     return [table[row["step"]] for row in entry["rows"]]
 
 
-def _cell(entries: list[dict[str, Any]], datasets: list[str], direction: str, metric: str,
-          fn: Callable, clips: Clips | None) -> tuple[str, list[float]]:
-    values = [fn(np.array(matrix(e, datasets, direction, metric))) for e in entries]
+KeysOf = Callable[[dict[str, Any]], list[str]]
+
+
+def _cell(entries: list[dict[str, Any]], keys_of: KeysOf, direction: str, metric: str,
+          make: KeyedSummary, clips: Clips | None) -> tuple[str, list[float]]:
+    values = [make(keys_of(e))(np.array(matrix(e, keys_of(e), direction, metric)))
+              for e in entries]
     if any(v is None for v in values):
         return "—", []
     values = [float(v) for v in values]
     if len(values) > 1:
         return f"{100 * mean(values):.1f}±{100 * stdev(values):.1f}", values
-    rows = _rows_of(clips, entries[0])
-    ci = None if rows is None else bootstrap.summary_ci(rows, datasets, direction, metric, fn)
+    rows, keys = _rows_of(clips, entries[0]), keys_of(entries[0])
+    ci = None if rows is None else bootstrap.summary_ci(rows, keys, direction, metric,
+                                                        make(keys))
     return _ci(values[0], ci), values
 
 
-def _mark(a: list[dict[str, Any]], b: list[dict[str, Any]], datasets: list[str],
-          direction: str, metric: str, fn: Callable, clips: Clips | None) -> str:
-    """'↑'/'↓' when a differs significantly from b (paired over shared seeds), else ''."""
-    by_seed = {e["seed"]: e for e in b}
-    pairs = [(_rows_of(clips, e), _rows_of(clips, by_seed[e["seed"]])) for e in a
-             if e["seed"] in by_seed]
-    pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+def _mark(a: list[dict[str, Any]], b: list[dict[str, Any]], keys_of: KeysOf,
+          direction: str, metric: str, make: KeyedSummary, clips: Clips | None) -> str:
+    """'↑'/'↓' when a differs significantly from b (paired over the (seed, order) runs
+    both have), else ''."""
+    by_run = {entry_key(e)[1:]: e for e in b}
+    pairs = [(_rows_of(clips, e), _rows_of(clips, by_run[entry_key(e)[1:]]), keys_of(e))
+             for e in a if entry_key(e)[1:] in by_run]
+    pairs = [(x, y, k) for x, y, k in pairs if x is not None and y is not None]
     if not pairs:
         return ""
-    test = bootstrap.paired_difference([x for x, _ in pairs], [y for _, y in pairs],
-                                       datasets, direction, metric, fn)
+    test = bootstrap.paired_difference([x for x, _, _ in pairs], [y for _, y, _ in pairs],
+                                       None, direction, metric, None,
+                                       per_pair=[(k, make(k)) for _, _, k in pairs])
     if not test["significant"]:
         return ""
     return "↑" if test["difference"] > 0 else "↓"
@@ -166,33 +215,69 @@ def _labelled(title: str, run: dict[str, Any], gallery: str) -> str:
     return title if gallery_of(run) == "per-dataset" else f"{title}, {gallery} gallery"
 
 
+def _by_method(run: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Finished entries by method, in the paper's row order."""
+    by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    rank = {"zero-shot": 0, "continual": 1, "joint": 2}
+    for e in sorted(finished(run), key=lambda e: rank.get(e.get("role"), 1)):
+        by_method[e["method"]].append(e)
+    return by_method
+
+
+def ranks_by_order(run: dict[str, Any], gallery: str = "per-dataset"
+                   ) -> dict[str, dict[int, int]]:
+    """Each finished method's rank in each stream order it ran: by its final average t2a
+    R@1 (mean over its seeds in that order; 1 = best; tied methods share a rank, and
+    scores equal to 1e-9 tie), among the methods that finished in that order."""
+    score: dict[int, dict[str, float]] = defaultdict(dict)
+    for method, entries in _by_method(run).items():
+        for k in order_indices(entries):
+            runs = [e for e in entries if e.get("order_index", 0) == k]
+            score[k][method] = round(mean(cl_metrics.final_average(matrix(
+                e, galleries.keys(order_of(run, e), gallery), "t2a")) for e in runs), 9)
+    ranks: dict[str, dict[int, int]] = defaultdict(dict)
+    for k, by in score.items():
+        for method, v in by.items():
+            ranks[method][k] = 1 + sum(w > v for w in by.values())
+    return ranks
+
+
+def rank_changes(ranks: dict[int, int]) -> bool:
+    return len(set(ranks.values())) > 1
+
+
 def comparison_table(run: dict[str, Any], clips: Clips | None = None,
                      gallery: str = "per-dataset") -> Table:
     datasets = galleries.keys(run["stream"]["datasets"], gallery)
-    by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    rank = {"zero-shot": 0, "continual": 1, "joint": 2}  # the paper's row order
-    for e in sorted(finished(run), key=lambda e: rank.get(e.get("role"), 1)):
-        by_method[e["method"]].append(e)
+    by_method = _by_method(run)
     first = run["config"].get("strategy")
     reference = by_method.get(first, [])
     finetune = [e["cost"]["trainable_params"] for e in by_method.get("finetune", [])]
     columns = _columns(datasets)
-    header = (["method", "seeds"] + [f"{label} t2a / a2t" for label, *_ in columns]
-              + ["trainable params", "share of Finetune", "share without heads & scale"])
+    orders = several_orders(run)
+    ranks = ranks_by_order(run, gallery) if orders else {}
+
+    def keys_of(e: dict[str, Any]) -> list[str]:
+        return galleries.keys(order_of(run, e), gallery)
+
+    header = (["method", "seeds × orders" if orders else "seeds"]
+              + [f"{label} t2a / a2t" for label, *_ in columns]
+              + ["trainable params", "share of Finetune", "share without heads & scale"]
+              + (["rank by order (final avg t2a R@1)"] if orders else []))
     rows = []
     for method, entries in by_method.items():
         continual = len(entries[0]["rows"]) == len(datasets) + 1
         cells = []
-        for _, metric, fn, needs_steps in columns:
+        for _, metric, make, needs_steps in columns:
             if needs_steps and not continual:
                 cells.append("— / —")
                 continue
             parts = []
             for d in DIRECTIONS:
-                text, _ = _cell(entries, datasets, d, metric, fn, clips)
+                text, _ = _cell(entries, keys_of, d, metric, make, clips)
                 if method != first and reference and (continual or not needs_steps):
                     ref_ok = len(reference[0]["rows"]) == len(datasets) + 1 or not needs_steps
-                    text += _mark(entries, reference, datasets, d, metric, fn,
+                    text += _mark(entries, reference, keys_of, d, metric, make,
                                   clips) if ref_ok else ""
                 parts.append(text)
             cells.append(" / ".join(parts))
@@ -201,22 +286,31 @@ def comparison_table(run: dict[str, Any], clips: Clips | None = None,
         heads = sum(cost.get("trainable_by_module", {}).get(k, 0) for k in HEADS)
         shares = [f"{100 * n / finetune[0]:.2f}%" if finetune and finetune[0] else "—"
                   for n in (params, params - heads)]
-        rows.append([method, str(len(entries)), *cells, f"{params:,}", *shares])
+        label, count = method, str(len(entries))
+        extra = []
+        if orders:
+            seeds = len({e["seed"] for e in entries})
+            count = f"{seeds} × {len(order_indices(entries))}"
+            mine = ranks.get(method, {})
+            label += f" {CHANGES}" if rank_changes(mine) else ""
+            extra = [", ".join(f"{k + 1}: {r}" for k, r in sorted(mine.items()))]
+        rows.append([label, count, *cells, f"{params:,}", *shares, *extra])
     return Table(header, rows, _labelled("Comparison (final row)", run, gallery))
 
 
 def gallery_gap_table(run: dict[str, Any]) -> Table:
     """Final average R@1 per gallery and how much a method loses without the data set's
     identity (per-dataset minus union), mean over seeds."""
-    names, rows = run["stream"]["datasets"], []
+    rows = []
     by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for e in finished(run):
         by_method[e["method"]].append(e)
     for method, entries in by_method.items():
         cells = []
         for d in DIRECTIONS:
-            per, uni = (mean(cl_metrics.final_average(matrix(e, galleries.keys(names, g), d))
-                             for e in entries) for g in ("per-dataset", "union"))
+            per, uni = (mean(cl_metrics.final_average(matrix(
+                e, galleries.keys(order_of(run, e), g), d)) for e in entries)
+                for g in ("per-dataset", "union"))
             cells += [_pct(per), _pct(uni), _pct(per - uni)]
         rows.append([method, *cells])
     return Table(["method"] + [f"{d} {c}" for d in DIRECTIONS
@@ -226,7 +320,8 @@ def gallery_gap_table(run: dict[str, Any]) -> Table:
 
 def legend(run: dict[str, Any]) -> str:
     first = run["config"].get("strategy")
-    return (f"One seed: value [95% interval, clip-level bootstrap]; several seeds: mean±std "
+    return (orders_legend(run) + f"One seed: value [95% interval, clip-level bootstrap]; "
+            f"several seeds: mean±std "
             f"over seeds (ddof=1). ↑/↓: significantly higher/lower than `{first}` (paired "
             "bootstrap over clips and seeds, 95%); no arrow: not significantly different. "
             "Learning acc = mean of R[j][j] (plasticity); forgetting = mean over j < T of "
@@ -235,21 +330,40 @@ def legend(run: dict[str, Any]) -> str:
             "share is 2.42%).")
 
 
+def orders_legend(run: dict[str, Any]) -> str:
+    """Which stream orders a run pools, and how its table reads them (none: one order)."""
+    if not several_orders(run):
+        return ""
+    seen = {e.get("order_index", 0): order_of(run, e) for e in run["runs"]}
+    listed = "; ".join(f"{k + 1}: {' → '.join(o)}" for k, o in sorted(seen.items()))
+    return (f"Stream orders ({listed}). Each cell pools every order and seed of a method "
+            "(mean±std over both, ddof=1); a data set's column is each run's final score on "
+            "that data set wherever it came in the run's order, and learning accuracy, "
+            "forgetting and BWT are computed in each run's own order. Rank by order: the "
+            "method's rank by final average t2a R@1 (mean over seeds) in each order; "
+            f"{CHANGES} marks a method whose rank changes across orders. ")
+
+
 def status_table(run: dict[str, Any]) -> Table:
     """Methods that did not finish every step: never ranked with the finished ones."""
-    rows = []
+    rows, orders = [], several_orders(run)
     for e in unfinished(run):
         last = e["rows"][-1]["step"] if e["rows"] else None
         failure = e.get("failure", {})
-        rows.append([e["method"], str(e["seed"]), e["status"],
+        rows.append([e["method"], str(e["seed"]), *_order_cell(e, orders), e["status"],
                      "none" if last is None else str(last), failure.get("message", "")])
-    return Table(["method", "seed", "status", "last completed step", "why"], rows,
-                 "Unfinished (not compared)")
+    return Table(["method", "seed", *(["order"] if orders else []), "status",
+                  "last completed step", "why"], rows, "Unfinished (not compared)")
+
+
+def _order_cell(entry: dict[str, Any], orders: bool) -> list[str]:
+    """The order column of a run over several orders (1-based, as the legend lists them)."""
+    return [str(entry.get("order_index", 0) + 1)] if orders else []
 
 
 def step_table(run: dict[str, Any], entry: dict[str, Any], direction: str,
                metric: str = "R@1", gallery: str = "per-dataset") -> Table:
-    names = run["stream"]["datasets"]
+    names = order_of(run, entry)
     datasets = galleries.keys(names, gallery)
     r = matrix(entry, datasets, direction, metric)
     full = len(r) == len(datasets) + 1
@@ -266,7 +380,9 @@ def step_table(run: dict[str, Any], entry: dict[str, Any], direction: str,
     if s:
         rows.append(["forgetting", *map(_pct, s["forgetting"]), _pct(s["mean_forgetting"])])
     status = "" if entry["status"] == FINISHED else f" — {entry['status'].upper()}"
-    title = (_labelled(f"**{entry['method']}** (seed {entry['seed']}), {direction} {metric} (%)",
+    which = f"seed {entry['seed']}" + (f", order {entry.get('order_index', 0) + 1}"
+                                       if several_orders(run) else "")
+    title = (_labelled(f"**{entry['method']}** ({which}), {direction} {metric} (%)",
                        run, gallery)
              + (f": final avg {_pct(s['final_average'])}, learning acc "
                 f"{_pct(s['learning_accuracy'])}, BWT {_pct(s['bwt'])}, FWT {_pct(s['fwt'])}"
@@ -275,14 +391,16 @@ def step_table(run: dict[str, Any], entry: dict[str, Any], direction: str,
 
 
 def cost_table(run: dict[str, Any]) -> Table:
-    rows = []
+    rows, orders = [], several_orders(run)
     for e in run["runs"]:
         c = e.get("cost", {})
-        rows.append([e["method"], str(e["seed"]), f"{c.get('trainable_params', 0):,}",
+        rows.append([e["method"], str(e["seed"]), *_order_cell(e, orders),
+                     f"{c.get('trainable_params', 0):,}",
                      f"{c.get('backbone_params', 0):,}", f"{c.get('train_seconds', 0):.1f}",
                      f"{c.get('eval_seconds', 0):.1f}", f"{c.get('peak_memory_mb', 0):.0f}",
                      c.get("memory_kind", "—"), _stored(c), e["status"]])
-    return Table(["method", "seed", "trainable params", "backbone params", "train s",
+    return Table(["method", "seed", *(["order"] if orders else []), "trainable params",
+                  "backbone params", "train s",
                   "eval s", "peak MB", "memory", "stored data", "status"], rows, "Cost")
 
 
@@ -316,9 +434,11 @@ def sections(run: dict[str, Any], clips: Clips | None = None) -> list[str | Tabl
     return out
 
 
-def render(run: dict[str, Any], clips: Clips | None = None, fmt: str = "md") -> str:
-    """The whole report as Markdown (`md`) or as LaTeX tables with booktabs (`latex`)."""
-    title, *body = sections(run, clips)
+def render(run: dict[str, Any], clips: Clips | None = None, fmt: str = "md",
+           parts: list[str | Table] | None = None) -> str:
+    """The whole report as Markdown (`md`) or as LaTeX tables with booktabs (`latex`);
+    `parts`: the run's `sections`, when already computed for another format."""
+    title, *body = parts if parts is not None else sections(run, clips)
     if fmt == "latex":
         return "\n\n".join(f"% {p}" if isinstance(p, str) else p.latex()
                              for p in [title, *body]) + "\n"
@@ -334,11 +454,12 @@ def render(run: dict[str, Any], clips: Clips | None = None, fmt: str = "md") -> 
 
 
 def scores_csv(run: dict[str, Any]) -> str:
-    """Long format: one line per method, seed, step, data set, direction and metric."""
+    """Long format: one line per method, seed, step, data set, direction and metric (and
+    the run's stream order, 1-based, last)."""
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["method", "seed", "status", "step", "after", "dataset", "direction", "metric",
-                "value", "ci95_low", "ci95_high"])
+                "value", "ci95_low", "ci95_high", "order"])
     for e in run["runs"]:
         for row in e["rows"]:
             for ds, dirs in row["scores"].items():
@@ -347,5 +468,6 @@ def scores_csv(run: dict[str, Any]) -> str:
                         ci = v.get("ci95") if isinstance(v, dict) else None
                         lo, hi = ("", "") if ci is None else (f"{ci[0]:.6f}", f"{ci[1]:.6f}")
                         w.writerow([e["method"], e["seed"], e["status"], row["step"],
-                                    row["after"] or "", ds, d, m, f"{value(v):.6f}", lo, hi])
+                                    row["after"] or "", ds, d, m, f"{value(v):.6f}", lo, hi,
+                                    e.get("order_index", 0) + 1])
     return buf.getvalue()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tail_bench.errors import ConfigError
 from tail_bench.presets import Preset
-from tail_bench.streams.stream import Stream, check_order, reorder
+from tail_bench.streams.stream import Stream, check_order, reorder, stream_orders
 
 BENCHMARKS = {
     "tail-synth": "generated 4-domain stand-in for TAIL (no files needed; --length extends it)",
@@ -33,6 +33,24 @@ def check_stream_args(name: str, *, data_root: Path | None, length: int | None,
         from tail_bench.streams.tail import DATASETS
 
         check_order(order, list(DATASETS))
+
+
+def default_order(name: str, length: int | None = None) -> list[str]:
+    """The data sets of a stream in its own order (before any --order)."""
+    if name == "tail-synth":
+        from tail_bench.streams import synth
+
+        return [d.key for d in synth.stream_domains(length or 4)]
+    from tail_bench.streams.tail import DATASETS
+
+    return list(DATASETS)
+
+
+def orders_of(name: str, *, order: list[str] | None, length: int | None,
+              orders: int) -> list[list[str]]:
+    """The stream orders a run trains on (`--orders`): the first is --order or the
+    stream's default, the others seeded shuffles of it (stream.stream_orders)."""
+    return stream_orders(list(order) if order else default_order(name, length), orders)
 
 
 def build_stream(name: str, *, preset: Preset, seed: int = 0, order: list[str] | None = None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,3 +64,23 @@ def reorder(stream: Stream, order: list[str] | None) -> Stream:
     idx = [names.index(o) for o in order]
     return Stream(stream.name, [stream.train[i] for i in idx], [stream.val[i] for i in idx],
                   [stream.test[i] for i in idx], stream.notes)
+
+
+ORDER_SEED = 0  # the generator of --orders' shuffles: random.Random(ORDER_SEED)
+
+
+def stream_orders(base: list[str], k: int, seed: int = ORDER_SEED) -> list[list[str]]:
+    """`--orders k`: `base` (the given order, or the stream's default) first, then the
+    first k-1 distinct shuffles of it that one `random.Random(seed)` draws (`sample` of
+    the whole list; a shuffle equal to an earlier order is skipped). A pure function of
+    (base, k, seed), so every job of a sweep and every `--resume` gets the same orders,
+    and order i is the same whatever k is (k only cuts the list)."""
+    if k > math.factorial(len(base)):
+        raise ConfigError(f"--orders {k}: the {len(base)} data sets of this stream have only "
+                          f"{math.factorial(len(base))} orders")
+    rng, orders = random.Random(seed), [list(base)]
+    while len(orders) < k:
+        drawn = rng.sample(base, len(base))
+        if drawn not in orders:
+            orders.append(drawn)
+    return orders

@@ -78,8 +78,30 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
-def folder(run_dir: Path, method: str, seed: int) -> Path:
-    return Path(run_dir) / "checkpoints" / f"{method}-s{seed}"
+def folder(run_dir: Path, method: str, seed: int, order_index: int = 0) -> Path:
+    """`<method>-s<seed>`, and `-o<k>` past a run's first stream order (--orders)."""
+    return Path(run_dir) / "checkpoints" / (f"{method}-s{seed}"
+                                            + (f"-o{order_index}" if order_index else ""))
+
+
+def state_bytes(tree: Any) -> int:
+    """The size of a strategy's `state_dict()` as a checkpoint stores it: every tensor's
+    bytes plus the JSON of everything else (no tensor is copied)."""
+    total = 0
+
+    def walk(t: Any) -> Any:
+        nonlocal total
+        if isinstance(t, torch.Tensor):
+            total += t.numel() * t.element_size()
+            return {TENSOR: ""}
+        if isinstance(t, dict):
+            return {str(k): walk(v) for k, v in t.items()}
+        if isinstance(t, list | tuple):
+            return [walk(v) for v in t]
+        return t
+
+    rest = len(json.dumps(walk(tree)))  # (walking adds up the tensors' bytes)
+    return total + rest
 
 
 def latest(where: Path) -> Path | None:

@@ -1,0 +1,116 @@
+"""benchmarks/stream_length.py on the quick preset at tiny lengths: the configs replay,
+and the table's values are the run files' (rebuilt from them without training)."""
+
+import json
+from statistics import mean, stdev
+
+import pytest
+
+from tail_bench.config import load_file
+from tail_bench.evaluation import cl_metrics
+from tail_bench.reporting.results import load_run
+from tail_bench.reporting.tables import matrix
+
+METHODS = ["ewc", "l2p"]  # a fixed-size state (Fisher, anchor), a growing one (usage history)
+
+
+def _final(entry):
+    return cl_metrics.final_average(matrix(entry, entry["order"], "t2a"))
+
+
+def _cell(values):
+    return f"{100 * mean(values):.1f} ± {100 * stdev(values):.1f}"
+
+
+def test_stored_state_is_counted_as_a_checkpoint_keeps_it():
+    import torch
+
+    from tail_bench.training.checkpoint import state_bytes
+
+    state = {"fisher": {"w": torch.zeros(10, 10)}, "anchor": [torch.zeros(5, dtype=torch.half)],
+             "usage": [[1, 2], [3]]}
+    skeleton = {"fisher": {"w": {"__tensor__": ""}}, "anchor": [{"__tensor__": ""}],
+                "usage": [[1, 2], [3]]}
+    assert state_bytes(state) == 400 + 10 + len(json.dumps(skeleton))
+    assert state_bytes({}) == 2
+
+
+@pytest.mark.parametrize("every, writes", [("step", 4), ("method", 1), ("run", 1)])
+def test_report_every_says_when_tables_and_plots_are_rewritten(every, writes, tmp_path,
+                                                               monkeypatch):
+    from tail_bench.reporting import results
+
+    calls = []
+    monkeypatch.setattr(results, "write_derived", lambda *a, **k: calls.append(1))
+    store = results.RunStore(tmp_path, {"stream": {}}, report_every=every)  # a save
+    entry = store.start(method="m", seed=0, info={})
+    store.save()
+    store.save()
+    store.finish(entry)
+    store.close()
+    assert len(calls) == writes
+    assert json.loads((tmp_path / "run.json").read_text())["runs"][0]["status"] == "done"
+
+
+def test_the_study_table_comes_from_the_run_files(tmp_path, _cache, monkeypatch, capsys):
+    from tail_bench.benchmarks import stream_length as study
+
+    from tail_bench.reporting import results
+
+    out = tmp_path / "study"
+    derived = []
+    write_derived = results.write_derived
+    monkeypatch.setattr(results, "write_derived",
+                        lambda *a, **k: derived.append(a[0]) or write_derived(*a, **k))
+    study.main(["--out", str(out), "--lengths", "2", "3", "--seeds", "0", "1", "--methods",
+                *METHODS, "--epochs", "1", "--no-progress"])
+    # --report-every run: each length's tables and plots once, when its run ends
+    assert derived == [out / "runs" / "length-2", out / "runs" / "length-3"]
+    assert (out / "runs" / "length-3" / "tables.md").exists()
+    for length in (2, 3):
+        run = load_run(out / "runs" / f"length-{length}")
+        replay = load_file(out / "configs" / f"length-{length}.yaml")
+        assert replay == {k: v for k, v in run["config"].items() if k != "out"}
+        assert replay["length"] == length and replay["preset"] == "quick"
+    for name in ("table.md", "summary.json", "quality.png", "cost.png", "study.json"):
+        assert (out / name).stat().st_size > 100, name
+
+    def check(table: str, summary: dict) -> None:
+        for length in (2, 3):
+            run = load_run(out / "runs" / f"length-{length}")
+            for method in METHODS:
+                runs = [e for e in run["runs"] if e["method"] == method]
+                finals = [_final(e) for e in runs]
+                forget = [cl_metrics.mean_forgetting(matrix(e, e["order"], "t2a"))
+                          for e in runs]
+                cell = summary["methods"][method]["by_length"][str(length)]
+                assert cell["final_average"]["mean"] == pytest.approx(mean(finals))
+                assert cell["seeds"] == [0, 1]
+                assert f"| {method} | {length} | 2 | {_cell(finals)} |" in table
+                assert f" | {_cell(forget)} | " in table
+                state = [e["rows"][-1]["state_bytes"] + e["rows"][-1]["model_bytes"]
+                         for e in runs]
+                assert cell["stored_mb"]["mean"] == pytest.approx(mean(state) / 2**20)
+        growth = {m: summary["methods"][m]["growth"] for m in METHODS}
+        assert growth["l2p"]["kind"] == "without bound" and growth["l2p"]["kb_per_step"] > 0
+        assert growth["ewc"]["kind"] == "constant" and growth["ewc"]["kb_per_step"] == 0
+        assert "| l2p | " in table and " | without bound |" in table
+
+    check((out / "table.md").read_text(), json.loads((out / "summary.json").read_text()))
+
+    # a changed run file changes the table, rebuilt with no training at all
+    import tail_bench.runner as runner
+
+    monkeypatch.setattr(runner, "run", lambda *a, **k: 1 / 0)
+    path = out / "runs" / "length-3" / "run.json"
+    run = json.loads(path.read_text())
+    for e in run["runs"]:
+        if e["method"] == "ewc" and e["seed"] == 1:
+            for ds in e["order"]:
+                e["rows"][-1]["scores"][ds]["t2a"]["R@1"]["value"] = 0.5
+    path.write_text(json.dumps(run))
+    (out / "table.md").unlink()
+    study.main(["--out", str(out), "--report-only"])
+    table = (out / "table.md").read_text()
+    check(table, json.loads((out / "summary.json").read_text()))
+    assert f"| ewc | 3 | 2 | {_cell([_final(run['runs'][0]), 0.5])} |" in table
