@@ -43,7 +43,8 @@ class ZSCLOptions:
     reference: str = ""  # CSV (columns file,caption); empty: the synth backbone's corpus
     reference_clips: int = 500  # clips of the pretraining corpus (synth backbones only)
     ref_batch: int = 32  # reference pairs per training batch (CHOICE)
-    we_every: int = 10  # batches between weight snapshots; 0: no weight ensembling (CHOICE)
+    we_every: int = 0  # batches between weight snapshots; 0: no weight ensembling (picked
+    # over {10, 0} x lambda_ref {1, 5} on tail-synth's val splits, docs/strategies.md)
 
 
 def read_reference(path: Path, *, sample_rate: int, seconds: float
