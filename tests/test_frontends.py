@@ -9,14 +9,11 @@ import numpy as np
 import pytest
 import torch
 from tail_bench.strategies.l2p import L2P
+from tiny_clap import tiny_clap
 from transformers import (
     ASTFeatureExtractor,
     AutoTokenizer,
-    ClapAudioConfig,
-    ClapConfig,
     ClapFeatureExtractor,
-    ClapModel,
-    ClapTextConfig,
 )
 
 from tail_bench.models.frontends import ASTFbank, ClapLogMel, LogMel, frontend_for
@@ -111,18 +108,6 @@ def test_frontends_ignore_autocast_and_autograd(make):
 def test_unsupported_clap_settings_get_a_clear_error(options, message):
     with pytest.raises(ValueError, match=message):
         frontend_for(ClapFeatureExtractor(**options))
-
-
-def tiny_clap(fusion: bool = False) -> ClapModel:
-    audio = ClapAudioConfig(window_size=4, num_mel_bins=64, spec_size=128, patch_size=4,
-                            patch_stride=[4, 4], patch_embeds_hidden_size=16, depths=[1, 2],
-                            num_attention_heads=[2, 4], hidden_size=32, projection_dim=16,
-                            enable_fusion=fusion)
-    text = ClapTextConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
-                          num_attention_heads=2, intermediate_size=64, projection_dim=16,
-                          max_position_embeddings=80)
-    return ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(),
-                                projection_dim=16)).eval()
 
 
 def tiny_parts(fusion: bool = False):

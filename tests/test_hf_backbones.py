@@ -7,6 +7,7 @@ import torch
 from tail_bench.strategies.l2p import L2P
 from tail_bench.strategies.lora import LoRA, attention_projections, is_lora
 from tail_bench.strategies.ptat import PTAT
+from tiny_clap import tiny_clap
 from transformers import (
     ASTConfig,
     ASTFeatureExtractor,
@@ -15,11 +16,8 @@ from transformers import (
     AutoTokenizer,
     BertConfig,
     BertModel,
-    ClapAudioConfig,
-    ClapConfig,
     ClapFeatureExtractor,
     ClapModel,
-    ClapTextConfig,
 )
 
 from tail_bench.cli import main
@@ -33,15 +31,7 @@ TEXTS = ["a dog barks", "rain falls on a roof", "a bell rings"]
 def clap_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("clap")
     torch.manual_seed(0)
-    audio = ClapAudioConfig(window_size=4, num_mel_bins=64, spec_size=128, patch_size=4,
-                            patch_stride=[4, 4], patch_embeds_hidden_size=16, depths=[1, 2],
-                            num_attention_heads=[2, 4], hidden_size=32, projection_dim=16,
-                            enable_fusion=False)
-    text = ClapTextConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
-                          num_attention_heads=2, intermediate_size=64, projection_dim=16,
-                          max_position_embeddings=80)
-    ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(),
-                         projection_dim=16)).save_pretrained(out)
+    tiny_clap().save_pretrained(out)
     ClapFeatureExtractor(feature_size=64, sampling_rate=16000, hop_length=160, max_length_s=1,
                          fft_window_size=1024, truncation="rand_trunc").save_pretrained(out)
     AutoTokenizer.from_pretrained(gt.get_model_path()).save_pretrained(out)
