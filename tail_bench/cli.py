@@ -111,8 +111,14 @@ def cmd_pretrain(a: argparse.Namespace) -> None:
 
 def cmd_report(a: argparse.Namespace) -> None:
     from tail_bench.reporting.results import merge_runs, write_derived, write_merged
+    from tail_bench.reporting.study import STUDY_TABLE, is_study
+    from tail_bench.reporting.study import report as study_report
     from tail_bench.reporting.tables import render, scores_csv
 
+    if len(a.run_dirs) == 1 and is_study(a.run_dirs[0]) and a.out is None:
+        study_report(a.run_dirs[0], runs=True)
+        print((a.run_dirs[0] / STUDY_TABLE).read_text())
+        return
     run, clips = merge_runs(a.run_dirs)
     if a.out is not None:
         write_merged(a.out, run, clips)
@@ -173,8 +179,9 @@ def parser() -> argparse.ArgumentParser:
     config.add_arguments(pt, only=("device", "progress"))
     pt.set_defaults(func=cmd_pretrain)
 
-    rp = sub.add_parser("report", help="rebuild tables and plots from a run directory, or "
-                                       "merge several (the jobs of a sweep) into one table")
+    rp = sub.add_parser("report", help="rebuild tables and plots from a run directory or a "
+                                       "study directory (benchmarks/stream_length.py), or "
+                                       "merge several runs (a sweep's jobs) into one table")
     rp.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
                     help="one run directory, or several on the same stream and backbone")
     rp.add_argument("--out", type=Path, metavar="DIR",

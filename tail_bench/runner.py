@@ -215,8 +215,7 @@ def run(cfg: RunConfig, *, resume: bool = False) -> Path:
     try:
         for seed in cfg.seeds:
             todo = [(k, m) for k in range(len(orders)) for m in methods
-                    if store is None or store.find(m, seed, k) is None
-                    or store.find(m, seed, k)["status"] not in FINISHED]
+                    if store is None or not finished(store.find(m, seed, k))]
             if not todo:
                 continue
             if data_seeds[seed] != built_for:
@@ -256,6 +255,10 @@ def run(cfg: RunConfig, *, resume: bool = False) -> Path:
             loggers.close()
         distributed.stop()
     return out
+
+
+def finished(entry: dict[str, Any] | None) -> bool:
+    return entry is not None and entry["status"] in FINISHED
 
 
 def stored_bytes(strategy, model: torch.nn.Module) -> dict[str, int]:

@@ -1,5 +1,6 @@
 """benchmarks/stream_length.py on the quick preset at tiny lengths: the configs replay,
-and the table's values are the run files' (rebuilt from them without training)."""
+and the table's values are the run files' (`tail-bench report` rebuilds them without
+training)."""
 
 import json
 from statistics import mean, stdev
@@ -110,7 +111,12 @@ def test_the_study_table_comes_from_the_run_files(tmp_path, _cache, monkeypatch,
                 e["rows"][-1]["scores"][ds]["t2a"]["R@1"]["value"] = 0.5
     path.write_text(json.dumps(run))
     (out / "table.md").unlink()
-    study.main(["--out", str(out), "--report-only"])
+    (out / "runs" / "length-3" / "tables.md").unlink()
+    from tail_bench.cli import main as cli
+
+    cli(["report", str(out)])
+    assert "| ewc | 3 | 2 |" in capsys.readouterr().out
+    assert (out / "runs" / "length-3" / "tables.md").exists()  # each length's own tables
     table = (out / "table.md").read_text()
     check(table, json.loads((out / "summary.json").read_text()))
     assert f"| ewc | 3 | 2 | {_cell([_final(run['runs'][0]), 0.5])} |" in table

@@ -29,7 +29,12 @@ from tail_bench.reporting.tables import (
     scores_csv,
     sections,
 )
-from tail_bench.storage import atomic_write_bytes, atomic_write_json, atomic_write_text
+from tail_bench.storage import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    run_name,
+)
 
 RUN_FILE = "run.json"
 CLIPS_DIR = "clips"
@@ -39,15 +44,9 @@ FINISHED = "done"
 ClipTable = dict[Key, dict[int, ClipScores]]
 
 
-def order_suffix(order_index: int) -> str:
-    """How the files of order `order_index` are told apart: none for the first order, so
-    a one-order run names them as before."""
-    return f"-o{order_index}" if order_index else ""
-
-
 def clips_file(entry: dict[str, Any]) -> str:
-    return (f"{CLIPS_DIR}/{entry['method']}-s{entry['seed']}"
-            f"{order_suffix(entry.get('order_index', 0))}.npz")
+    name = run_name(entry["method"], entry["seed"], entry.get("order_index", 0))
+    return f"{CLIPS_DIR}/{name}.npz"
 
 
 class RunStore:

@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from tail_bench.storage import atomic_write_bytes, atomic_write_json
+from tail_bench.storage import atomic_write_bytes, atomic_write_json, run_name
 
 FORMAT = 1
 TENSOR = "__tensor__"
@@ -79,9 +79,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def folder(run_dir: Path, method: str, seed: int, order_index: int = 0) -> Path:
-    """`<method>-s<seed>`, and `-o<k>` past a run's first stream order (--orders)."""
-    return Path(run_dir) / "checkpoints" / (f"{method}-s{seed}"
-                                            + (f"-o{order_index}" if order_index else ""))
+    return Path(run_dir) / "checkpoints" / run_name(method, seed, order_index)
 
 
 def state_bytes(tree: Any) -> int:
