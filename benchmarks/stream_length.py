@@ -11,9 +11,8 @@ backbone; 96/32/96/96 training clips per step, cycled over the stream; 40 test c
 data set; 2 epochs; batch 32) instead of the default one (synth-small, 1000/300/800/1000
 clips, 500 test clips, 4 epochs), 3 seeds, and the runs' tables and plots written once,
 at the end (`--report-every run`). Every continual method (a registered strategy that
-trains step by step: not zeroshot, not joint) runs with its defaults. Estimated wall time
-with one torch thread on an idle core: about 25 minutes (measured: length 4 × 3 seeds 2.0
-min; length 16 × 1 seed 5.4 min; docs/results.md gives the breakdown).
+trains step by step: not zeroshot, not joint) runs with its defaults. Measured: 22.2 min
+with one torch thread (4 steps 1.9 min, 8 steps 5.1 min, 16 steps 15.2 min).
 
 Writes to `--out`: `configs/length-<L>.yaml` (the exact run options: `tail-bench run
 --config configs/length-8.yaml --out NEW` replays one), `runs/length-<L>/` (each a
