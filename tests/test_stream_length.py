@@ -120,3 +120,16 @@ def test_the_study_table_comes_from_the_run_files(tmp_path, _cache, monkeypatch,
     table = (out / "table.md").read_text()
     check(table, json.loads((out / "summary.json").read_text()))
     assert f"| ewc | 3 | 2 | {_cell([_final(run['runs'][0]), 0.5])} |" in table
+
+
+def test_the_shipped_study_table_is_its_run_files():
+    """results/reference/stream-length/table.md is what its run files give today."""
+    from pathlib import Path
+
+    from tail_bench.reporting.study import collect, markdown
+
+    root = Path(__file__).resolve().parents[1] / "results" / "reference" / "stream-length"
+    summary = collect(root)
+    assert summary["lengths"] == [4, 8, 16] and not summary["unfinished"]
+    assert summary["methods"]["coda-prompt"]["growth"]["kind"] == "without bound"
+    assert markdown(summary) == (root / "table.md").read_text()
