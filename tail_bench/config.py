@@ -106,9 +106,9 @@ class RunConfig:
                                "(per-dataset, the paper's protocol), against every test "
                                "set's (union: task-agnostic), or report both")
     report_every: str = option(
-        "step", choices=REPORT_EVERY,
-        help="when the run rewrites its tables, scores.csv and plots: after every step "
-             "(default), after each method ends, or once when the run ends (run.json and "
+        "method", choices=REPORT_EVERY,
+        help="when the run rewrites its tables, scores.csv and plots: after every step, "
+             "after each method ends (default), or once when the run ends (run.json and "
              "the per-clip sums are written after every step whatever this says; `tail-bench "
              "report DIR` rebuilds the rest any time); rendering grows with steps x methods "
              "x seeds, so long runs want `run`")

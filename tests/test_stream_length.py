@@ -36,6 +36,14 @@ def test_stored_state_is_counted_as_a_checkpoint_keeps_it():
     assert state_bytes({}) == 2
 
 
+def test_tables_are_rewritten_after_each_method_by_default():
+    """run.json after every step; rendering the tables after each of them cost the
+    README's main job about 100 s of its 13.8 min, so the default is once per method."""
+    from tail_bench.config import RunConfig, default
+
+    assert default("report_every") == "method" == RunConfig(strategy="ptat").report_every
+
+
 @pytest.mark.parametrize("every, writes", [("step", 4), ("method", 1), ("run", 1)])
 def test_report_every_says_when_tables_and_plots_are_rewritten(every, writes, tmp_path,
                                                                monkeypatch):

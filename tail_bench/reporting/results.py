@@ -54,7 +54,7 @@ class RunStore:
     other than 0 of a multi-process run) it keeps the same records and writes nothing."""
 
     def __init__(self, out: Path, header: dict[str, Any] | None, *, write: bool = True,
-                 resume: bool = False, report_every: str = "step") -> None:
+                 resume: bool = False, report_every: str) -> None:
         self.out, self.write, self.report_every = Path(out), write, report_every
         self.clips: ClipTable = {}
         if resume:
