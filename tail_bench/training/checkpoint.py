@@ -32,10 +32,15 @@ FORMAT = 1
 TENSOR = "__tensor__"
 
 
+def _host(t: torch.Tensor) -> torch.Tensor:
+    """A contiguous host copy that later training cannot change."""
+    return t.detach().to("cpu", copy=True).contiguous()
+
+
 def _split(tree: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
     """A JSON tree of `tree` with each tensor replaced by {TENSOR: its key in `tensors`}."""
     if isinstance(tree, torch.Tensor):
-        tensors[path] = tree.detach().to("cpu", copy=True).contiguous()
+        tensors[path] = _host(tree)
         return {TENSOR: path}
     if isinstance(tree, dict):
         if not all(isinstance(k, str) for k in tree):
@@ -116,8 +121,7 @@ def save(where: Path, step: int, *, model: torch.nn.Module, strategy, template
     tmp, final = where / f".step-{step}.tmp", where / f"step-{step}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    weights = {k: v.detach().to("cpu", copy=True).contiguous()
-               for k, v in model.state_dict().items()}
+    weights = {k: _host(v) for k, v in model.state_dict().items()}
     atomic_write_bytes(tmp / "model.safetensors", save_tensors(weights))
     tensors: dict[str, torch.Tensor] = {}
     tree = {"format": FORMAT, "step": step,
