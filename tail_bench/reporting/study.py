@@ -204,6 +204,19 @@ def _shift(i: int, n: int) -> float:
     return 0.04 * (i - (n - 1) / 2)
 
 
+def _against_length(ax, summary: dict[str, Any], key: str, label: str, scale: float) -> None:
+    """One panel: `key` against the number of steps, a line per method."""
+    methods = summary["methods"]
+    for i, (method, m) in enumerate(methods.items()):
+        ls = sorted(int(k) for k in m["by_length"])
+        _bars(ax, ls, [m["by_length"][str(k)][key] for k in ls], scale, method,
+              _shift(i, len(methods)))
+    ax.set_xlabel("steps in the stream")
+    ax.set_ylabel(label)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(summary["lengths"], [str(k) for k in summary["lengths"]])
+
+
 def figures(out: Path, summary: dict[str, Any]) -> list[Path]:
     import matplotlib
 
@@ -215,14 +228,7 @@ def figures(out: Path, summary: dict[str, Any]) -> list[Path]:
     paths = []
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     for ax, (key, label) in zip(axes, METRICS.items(), strict=True):
-        for i, (method, m) in enumerate(summary["methods"].items()):
-            ls = sorted(int(k) for k in m["by_length"])
-            _bars(ax, ls, [m["by_length"][str(k)][key] for k in ls], 100, method,
-                  _shift(i, len(summary["methods"])))
-        ax.set_xlabel("steps in the stream")
-        ax.set_ylabel(label)
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(summary["lengths"], [str(k) for k in summary["lengths"]])
+        _against_length(ax, summary, key, label, 100)
     axes[-1].legend(fontsize=7)
     fig.suptitle(f"tail-synth, preset {summary['preset']}: quality against stream length "
                  "(bars: min to max over seeds)", fontsize=9)
@@ -231,14 +237,7 @@ def figures(out: Path, summary: dict[str, Any]) -> list[Path]:
 
     fig, axes = plt.subplots(2, 2, figsize=(10, 7.5))
     for ax, (key, label) in zip(axes.flat, COSTS.items(), strict=False):
-        for i, (method, m) in enumerate(summary["methods"].items()):
-            ls = sorted(int(k) for k in m["by_length"])
-            _bars(ax, ls, [m["by_length"][str(k)][key] for k in ls], 1, method,
-                  _shift(i, len(summary["methods"])))
-        ax.set_xlabel("steps in the stream")
-        ax.set_ylabel(label)
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(summary["lengths"], [str(k) for k in summary["lengths"]])
+        _against_length(ax, summary, key, label, 1)
         if key == "stored_mb":
             ax.set_yscale("log")
     ax = axes[1][1]
