@@ -205,3 +205,18 @@ def test_a_corrupt_cached_backbone_is_named_and_rebuilt(damage, tmp_path, monkey
     assert f"cached backbone {path} is corrupt" in err and "rebuilding it" in err
     for (n, p), q in zip(good.state_dict().items(), again.state_dict().values(), strict=True):
         assert torch.equal(p, q), n  # rebuilt deterministically, and finite
+
+
+def test_the_shipped_reference_tables_are_its_run_files():
+    """results/reference/tail-synth-default/run: tables.md is what run.json and clips/ give
+    with today's report code (results are data; nothing is edited by hand)."""
+    from pathlib import Path
+
+    from tail_bench.reporting.results import load_clips
+    from tail_bench.reporting.tables import render, scores_csv
+
+    root = Path(__file__).resolve().parents[1] / "results/reference/tail-synth-default/run"
+    run = load_run(root)
+    assert sorted({e["seed"] for e in run["runs"]}) == [0, 1, 2, 3, 4]
+    assert render(run, load_clips(root, run)) == (root / "tables.md").read_text()
+    assert scores_csv(run) == (root / "scores.csv").read_bytes().decode()  # csv: CRLF
