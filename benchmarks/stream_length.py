@@ -93,16 +93,25 @@ def run_study(out: Path, *, lengths: list[int], methods: list[str], seeds: list[
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=Path("results/reference/stream-length"))
+    p = argparse.ArgumentParser(
+        prog="tail-bench bench stream_length",
+        description="Every continual method on tail-synth at several stream lengths: quality "
+                    "and cost against the number of steps (docs/results.md). A length "
+                    "already in --out is kept, or continued when unfinished; `tail-bench "
+                    "report OUT` rebuilds the table and figures without training.")
+    p.add_argument("--out", type=Path, default=Path("results/reference/stream-length"),
+                   help="the study directory (default: the reference one)")
     p.add_argument("--lengths", "--length", type=int, nargs="+", default=list(LENGTHS),
                    help="stream lengths (tail-synth --length), default 4 8 16")
-    p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS),
+                   help="data and training seeds, default 0 1 2")
     p.add_argument("--methods", nargs="+", help="default: every continual method")
-    p.add_argument("--preset", default=PRESET)
+    p.add_argument("--preset", default=PRESET, help="default quick (sized to fit an hour on "
+                                                    "2 CPU cores)")
     p.add_argument("--epochs", type=int, help="default: the preset's")
     p.add_argument("--device", default="cpu", help="default cpu (the study's machine)")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress output")
     a = p.parse_args(argv)
     summary = run_study(a.out, lengths=a.lengths, methods=a.methods or continual_methods(),
                         seeds=a.seeds, preset=a.preset, epochs=a.epochs, device=a.device,

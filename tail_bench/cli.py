@@ -115,9 +115,14 @@ def cmd_report(a: argparse.Namespace) -> None:
     from tail_bench.reporting.study import report as study_report
     from tail_bench.reporting.tables import render, scores_csv
 
-    if len(a.run_dirs) == 1 and is_study(a.run_dirs[0]) and a.out is None:
-        study_report(a.run_dirs[0], runs=True)
-        print((a.run_dirs[0] / STUDY_TABLE).read_text())
+    studies = [d for d in a.run_dirs if is_study(d)]
+    if studies:
+        if len(a.run_dirs) > 1 or a.out is not None or a.format != "md":
+            raise config.ConfigError(f"{studies[0]}: a study directory (study.json) is rebuilt in "
+                              "place, alone, as Markdown: give it without other "
+                              "directories, --out or --format")
+        study_report(studies[0], runs=True)
+        print((studies[0] / STUDY_TABLE).read_text())
         return
     run, clips = merge_runs(a.run_dirs)
     if a.out is not None:

@@ -372,7 +372,8 @@ def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: Retriev
     except KeyboardInterrupt:
         store.stop(entry, "interrupted", {"message": "interrupted (Ctrl-C)"})
         done = entry["rows"][-1]["step"]
-        raise Interrupted(f"interrupted during {cls.name} (seed {seed}) after step {done}; "
+        which = f"seed {seed}" + (f", order {order_index + 1}" if order_index else "")
+        raise Interrupted(f"interrupted during {cls.name} ({which}) after step {done}; "
                           f"finished steps are kept in {store.out} (continue with "
                           f"`tail-bench run --resume {store.out}`)") from None
     except BaseException as err:

@@ -113,7 +113,8 @@ def test_a_crash_marks_the_method_failed(tmp_path, _cache):
     (["--length", "0"], "--length 0: expected an integer >= 1"),
     (["--orders", "0"], "--orders 0: expected an integer >= 1"),
     (["--orders", "3", "--order", "clotho,bbc"],
-     "--orders 3: the 2 data sets of this stream have only 2 orders"),
+     "--orders 3: a stream of 2 data sets (clotho, bbc; --order and --length choose "
+     "them) has only 2 orders"),
     (["--seeds", "0", "0"], "--seeds 0 0: expected distinct seeds"),
     (["--seed", "-1"], "--seeds -1: expected integers >= 0"),
     (["--workers", "-1"], "--workers -1: expected an integer >= 0"),

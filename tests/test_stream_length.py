@@ -36,6 +36,22 @@ def test_stored_state_is_counted_as_a_checkpoint_keeps_it():
     assert state_bytes({}) == 2
 
 
+@pytest.mark.parametrize("series, kind", [
+    ([[5, 5, 5, 5]], "constant"),
+    ([[1, 2, 3, 4, 5, 6]], "without bound"),          # steady growth
+    ([[1, 4, 6, 7, 7, 8]], "bounded"),               # levels off in the second half
+    ([[1, 3, 5, 7, 9, 11], [1, 3, 5, 5, 9, 11]], "bounded"),  # one seed stalls
+    ([[1, 2, 3]], "too short to tell"),               # no first half to compare with
+])
+def test_growth_kinds(series, kind):
+    from tail_bench.reporting.study import _growth
+
+    g = _growth(series)
+    assert g["kind"] == kind and g["grows"] == (kind == "without bound")
+    if kind == "without bound":
+        assert g["kb_per_step"] == pytest.approx((6 - 3) / 3 / 1024)
+
+
 def test_tables_are_rewritten_after_each_method_by_default():
     """run.json after every step; rendering the tables after each of them cost the
     README's main job about 100 s of its 13.8 min, so the default is once per method."""
@@ -101,9 +117,11 @@ def test_the_study_table_comes_from_the_run_files(tmp_path, _cache, monkeypatch,
                          for e in runs]
                 assert cell["stored_mb"]["mean"] == pytest.approx(mean(state) / 2**20)
         growth = {m: summary["methods"][m]["growth"] for m in METHODS}
-        assert growth["l2p"]["kind"] == "without bound" and growth["l2p"]["kb_per_step"] > 0
+        # 3 steps: L2P's usage history grows, but there is no first half to compare with
+        assert growth["l2p"]["kind"] == "too short to tell"
+        assert growth["l2p"]["kb_per_step"] > 0
         assert growth["ewc"]["kind"] == "constant" and growth["ewc"]["kb_per_step"] == 0
-        assert "| l2p | " in table and " | without bound |" in table
+        assert "| l2p | " in table and " | too short to tell |" in table
 
     check((out / "table.md").read_text(), json.loads((out / "summary.json").read_text()))
 
@@ -124,6 +142,10 @@ def test_the_study_table_comes_from_the_run_files(tmp_path, _cache, monkeypatch,
 
     cli(["report", str(out)])
     assert "| ewc | 3 | 2 |" in capsys.readouterr().out
+    for extra in (["--format", "latex"], ["--out", str(tmp_path / "merged")],
+                  [str(out / "runs" / "length-2")]):
+        with pytest.raises(SystemExit, match="rebuilt in place, alone, as Markdown"):
+            cli(["report", str(out), *extra])
     assert (out / "runs" / "length-3" / "tables.md").exists()  # each length's own tables
     table = (out / "table.md").read_text()
     check(table, json.loads((out / "summary.json").read_text()))

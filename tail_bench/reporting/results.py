@@ -190,8 +190,9 @@ def load_run(path: Path) -> dict[str, Any]:
     try:
         run = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
-        raise RunFileError(f"{file}: no run file (expected a directory written by "
-                           "`tail-bench run`)") from err
+        what = "no such file or directory" if not path.exists() else "no run file"
+        raise RunFileError(f"{file}: {what} (expected a directory written by `tail-bench "
+                           "run`, or a study directory with study.json)") from err
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise RunFileError(f"{file}: not valid JSON ({err})") from err
     if not isinstance(run, dict) or "runs" not in run or "stream" not in run:

@@ -17,8 +17,10 @@ stored state is `constant` when it does not change after step 1 (a Fisher, a tea
 grows `without bound` when it is larger after every step of the second half (after step
 L/2 to after step L, every seed) and grows there at least half as fast per step as over
 the first half (it is not levelling off), and is `bounded` otherwise (it grew, then
-levelled off: a replay buffer filling up to its size). Growth per step: (size after step
-L − size after step L/2) / (L − L/2), and likewise over the first half.
+levelled off: a replay buffer filling up to its size). A longest stream of fewer than 4
+steps has no first half to compare with: a state that changes there is `too short to
+tell`. Growth per step: (size after step L − size after step L/2) / (L − L/2), and
+likewise over the first half.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 
 STUDY_FILE = "study.json"
 STUDY_TABLE = "table.md"
+TOO_SHORT = "too short to tell"  # growth over fewer than 4 steps
 METRICS = {"final_average": "final avg t2a R@1 (%)",
            "learning_accuracy": "learning acc t2a R@1 (%)",
            "forgetting": "forgetting t2a R@1 (%)"}
@@ -82,12 +85,14 @@ def _growth(series: list[list[int]]) -> dict[str, Any]:
     first = mean((s[half - 1] - s[0]) / (half - 1) for s in series) if half > 1 else None
     rising = n > half and all(b > a for s in series
                               for a, b in zip(s[half - 1:], s[half:], strict=False))
-    if rising and (first is None or second >= 0.5 * first):
-        kind = "without bound"
-    elif any(x != s[0] for s in series for x in s):
-        kind = "bounded"
-    else:
+    if not any(x != s[0] for s in series for x in s):
         kind = "constant"
+    elif first is None:
+        kind = TOO_SHORT  # no first half to compare with
+    elif rising and second >= 0.5 * first:
+        kind = "without bound"
+    else:
+        kind = "bounded"
     return {"steps": n, "half": half,
             "mb_after_half": mean(s[half - 1] for s in series) / 2**20,
             "mb_after_last": mean(s[-1] for s in series) / 2**20,
@@ -166,7 +171,8 @@ def markdown(summary: dict[str, Any]) -> str:
     lines += ["", f"## Stored state over the longest stream ({max(lengths)} steps)", "",
               "Growth: `constant` (no change after step 1), `without bound` (larger after "
               "every step of the second half, every seed, and per step at least half as "
-              "fast as over the first half), `bounded` (grew, then levelled off). KB per "
+              "fast as over the first half), `bounded` (grew, then levelled off), "
+              f"`{TOO_SHORT}` (it changed, over fewer than 4 steps). KB per "
               "step: (after step L − after step L/2) / (L − L/2), and likewise over the "
               "first half.", "",
               "| method | state_dict MB | model MB | stored MB after step L/2 | after step L | "
@@ -246,6 +252,7 @@ def figures(out: Path, summary: dict[str, Any]) -> list[Path]:
         per_step = np.mean([r["stored_bytes_per_step"] for r in longest], axis=0) / 2**20
         ax.plot(range(1, len(per_step) + 1), per_step, marker=".", label=method)
     ax.set_xlabel("after step (longest stream)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("stored state (MB)")
     ax.set_yscale("log")
     axes[0][0].legend(fontsize=7)

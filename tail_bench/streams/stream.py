@@ -76,8 +76,10 @@ def stream_orders(base: list[str], k: int, seed: int = ORDER_SEED) -> list[list[
     (base, k, seed), so every job of a sweep and every `--resume` gets the same orders,
     and order i is the same whatever k is (k only cuts the list)."""
     if k > math.factorial(len(base)):
-        raise ConfigError(f"--orders {k}: the {len(base)} data sets of this stream have only "
-                          f"{math.factorial(len(base))} orders")
+        n = len(base)
+        raise ConfigError(f"--orders {k}: a stream of {n} data set{'s' * (n != 1)} "
+                          f"({', '.join(base)}; --order and --length choose them) has only "
+                          f"{math.factorial(n)} order{'s' * (math.factorial(n) != 1)}")
     rng, orders = random.Random(seed), [list(base)]
     while len(orders) < k:
         drawn = rng.sample(base, len(base))
