@@ -160,3 +160,15 @@ def test_report_merges_jobs_of_different_orders(two_orders, tmp_path, capsys):
     capsys.readouterr()
     with pytest.raises(SystemExit, match=r"finetune seed 0 order 2 is also in .*merge each"):
         main(["report", str(jobs[1]), str(jobs[1])])
+
+
+def test_a_run_stopped_in_its_first_order_still_shows_its_orders(two_orders):
+    """Tables written before order 2 starts (a stop, or --report-every method) keep the
+    orders header and legend: they come from what the run was asked for."""
+    from tail_bench.reporting.tables import render
+
+    run = load_run(two_orders)
+    run["runs"] = [e for e in run["runs"] if e["order_index"] == 0]
+    table = render(run, None)
+    assert "Stream orders (1: audiocaps → clotho; 2: clotho → audiocaps)" in table
+    assert "| seeds × orders |" in table

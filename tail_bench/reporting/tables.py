@@ -55,8 +55,16 @@ def order_indices(entries: list[dict[str, Any]]) -> list[int]:
     return sorted({e.get("order_index", 0) for e in entries})
 
 
+def planned_orders(run: dict[str, Any]) -> dict[int, list[str]]:
+    """Every stream order of a run by index: those its entries ran, and those it was asked
+    for (`resolved.orders`), so a run stopped in its first order still says it has more."""
+    asked = run.get("resolved", {}).get("orders") or []
+    return {**dict(enumerate(asked)),
+            **{e.get("order_index", 0): order_of(run, e) for e in run["runs"]}}
+
+
 def several_orders(run: dict[str, Any]) -> bool:
-    return len(order_indices(run["runs"])) > 1
+    return len(planned_orders(run)) > 1
 
 
 def value(score: dict | float) -> float:
@@ -334,7 +342,7 @@ def orders_legend(run: dict[str, Any]) -> str:
     """Which stream orders a run pools, and how its table reads them (none: one order)."""
     if not several_orders(run):
         return ""
-    seen = {e.get("order_index", 0): order_of(run, e) for e in run["runs"]}
+    seen = planned_orders(run)
     listed = "; ".join(f"{k + 1}: {' → '.join(o)}" for k, o in sorted(seen.items()))
     return (f"Stream orders ({listed}). Each cell pools every order and seed of a method "
             "(mean±std over both, ddof=1); a data set's column is each run's final score on "
