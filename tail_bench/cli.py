@@ -118,9 +118,9 @@ def cmd_report(a: argparse.Namespace) -> None:
     studies = [d for d in a.run_dirs if is_study(d)]
     if studies:
         if len(a.run_dirs) > 1 or a.out is not None or a.format != "md":
-            raise config.ConfigError(f"{studies[0]}: a study directory (study.json) is rebuilt in "
-                              "place, alone, as Markdown: give it without other "
-                              "directories, --out or --format")
+            raise config.ConfigError(f"{studies[0]}: a study directory (study.json) is "
+                                     "rebuilt in place, alone, as Markdown: give it without "
+                                     "other directories, --out or --format")
         study_report(studies[0], runs=True)
         print((studies[0] / STUDY_TABLE).read_text())
         return

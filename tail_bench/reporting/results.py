@@ -20,6 +20,7 @@ import numpy as np
 
 from tail_bench.errors import RunFileError
 from tail_bench.evaluation.bootstrap import ClipScores
+from tail_bench.reporting import REPORT_EVERY
 from tail_bench.reporting.plots import write_plots
 from tail_bench.reporting.tables import (
     Key,
@@ -120,8 +121,7 @@ class RunStore:
         --report-every asks for, or comes after it."""
         if not self.write:
             return
-        order = ("step", "method", "run")
-        if order.index(ended) >= order.index(self.report_every):
+        if REPORT_EVERY.index(ended) >= REPORT_EVERY.index(self.report_every):
             write_derived(self.out, self.data, self.clips)
         atomic_write_json(self.out / RUN_FILE, self.data)
 

@@ -103,12 +103,13 @@ def _growth(series: list[list[int]]) -> dict[str, Any]:
 
 def collect(out: Path) -> dict[str, Any]:
     """Every finished continual (method, seed) of every length, from the run files."""
-    from tail_bench.reporting.results import load_run
+    from tail_bench.reporting.results import RUN_FILE, load_run
+    from tail_bench.reporting.tables import FINISHED
 
     out = Path(out)
     study = json.loads((out / STUDY_FILE).read_text())
     lengths = sorted(int(p.name.split("-")[1]) for p in (out / "runs").glob("length-*")
-                     if (p / "run.json").exists())
+                     if (p / RUN_FILE).exists())
     data: dict[str, dict[int, list[dict[str, Any]]]] = {}
     unfinished = []
     for length in lengths:
@@ -116,7 +117,7 @@ def collect(out: Path) -> dict[str, Any]:
         for e in run["runs"]:
             if e.get("role") != "continual":
                 continue
-            if e["status"] != "done":
+            if e["status"] != FINISHED:
                 unfinished.append(f"{e['method']} seed {e['seed']} at length {length}: "
                                   f"{e['status']}")
                 continue
@@ -265,12 +266,12 @@ def figures(out: Path, summary: dict[str, Any]) -> list[Path]:
 def report(out: Path, *, runs: bool = False) -> dict[str, Any]:
     """table.md, summary.json and the figures, from the run files alone; with `runs`,
     each length's own tables and plots too."""
-    from tail_bench.reporting.results import load_clips, load_run, write_derived
+    from tail_bench.reporting.results import RUN_FILE, load_clips, load_run, write_derived
     from tail_bench.storage import atomic_write_json, atomic_write_text
 
     if runs:
         for path in sorted(Path(out).glob("runs/length-*")):
-            if (path / "run.json").exists():
+            if (path / RUN_FILE).exists():
                 run = load_run(path)
                 write_derived(path, run, load_clips(path, run))
     summary = collect(out)
