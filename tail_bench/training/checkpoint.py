@@ -18,6 +18,7 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +38,17 @@ def _host(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to("cpu", copy=True).contiguous()
 
 
-def _split(tree: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
-    """A JSON tree of `tree` with each tensor replaced by {TENSOR: its key in `tensors`}."""
+def _walk(tree: Any, tensor: Callable[[str, torch.Tensor], Any], path: str) -> Any:
+    """A JSON tree of a state (the checkpoint contract: tensors, numbers, strings, lists
+    and str-keyed dicts), each tensor replaced by `tensor(its path, it)`."""
     if isinstance(tree, torch.Tensor):
-        tensors[path] = _host(tree)
-        return {TENSOR: path}
+        return tensor(path, tree)
     if isinstance(tree, dict):
         if not all(isinstance(k, str) for k in tree):
             raise TypeError(f"state at {path or '/'}: dict keys must be strings")
-        return {k: _split(v, tensors, f"{path}/{k}") for k, v in tree.items()}
+        return {k: _walk(v, tensor, f"{path}/{k}") for k, v in tree.items()}
     if isinstance(tree, list | tuple):
-        return [_split(v, tensors, f"{path}/{i}") for i, v in enumerate(tree)]
+        return [_walk(v, tensor, f"{path}/{i}") for i, v in enumerate(tree)]
     if tree is None or isinstance(tree, bool | int | float | str):
         return tree
     raise TypeError(f"state at {path or '/'}: a {type(tree).__name__}; expected tensors, "
@@ -87,24 +88,26 @@ def folder(run_dir: Path, method: str, seed: int, order_index: int = 0) -> Path:
     return Path(run_dir) / "checkpoints" / run_name(method, seed, order_index)
 
 
+def _split(tree: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
+    """A JSON tree of `tree` with each tensor replaced by {TENSOR: its key in `tensors`},
+    where a host copy of it goes."""
+    def keep(where: str, t: torch.Tensor) -> dict[str, str]:
+        tensors[where] = _host(t)
+        return {TENSOR: where}
+
+    return _walk(tree, keep, path)
+
+
 def state_bytes(tree: Any) -> int:
     """The size of a strategy's `state_dict()` as a checkpoint stores it: every tensor's
     bytes plus the JSON of everything else (no tensor is copied)."""
-    total = 0
+    sizes: list[int] = []
 
-    def walk(t: Any) -> Any:
-        nonlocal total
-        if isinstance(t, torch.Tensor):
-            total += t.numel() * t.element_size()
-            return {TENSOR: ""}
-        if isinstance(t, dict):
-            return {str(k): walk(v) for k, v in t.items()}
-        if isinstance(t, list | tuple):
-            return [walk(v) for v in t]
-        return t
+    def count(_: str, t: torch.Tensor) -> dict[str, str]:
+        sizes.append(t.numel() * t.element_size())
+        return {TENSOR: ""}
 
-    rest = len(json.dumps(walk(tree)))  # (walking adds up the tensors' bytes)
-    return total + rest
+    return len(json.dumps(_walk(tree, count, ""))) + sum(sizes)
 
 
 def latest(where: Path) -> Path | None:
