@@ -25,14 +25,8 @@ def check_stream_args(name: str, *, data_root: Path | None, length: int | None,
         raise ConfigError("--benchmark tail needs --data-root DIR (see docs/datasets.md)")
     if name == "tail" and length is not None:
         raise ConfigError("--length applies to tail-synth; use --order to shorten tail")
-    if order and name == "tail-synth":
-        from tail_bench.streams import synth
-
-        check_order(order, [d.key for d in synth.stream_domains(length or 4)])
-    elif order:
-        from tail_bench.streams.tail import DATASETS
-
-        check_order(order, list(DATASETS))
+    if order:
+        check_order(order, default_order(name, length))
 
 
 def default_order(name: str, length: int | None = None) -> list[str]:
