@@ -133,13 +133,20 @@ def cmd_report(a: argparse.Namespace) -> None:
 
 
 def cmd_prepare(a: argparse.Namespace) -> None:
-    from tail_bench.streams.tail import AUDIOCAPS_PATTERNS, prepare
+    from tail_bench.models.builder import audio_settings
+    from tail_bench.presets import get_preset
+    from tail_bench.streams.cache import default_workers
+    from tail_bench.streams.tail import prepare
 
     values = config.given(a)
+    backbone = values.get("backbone") or get_preset(config.default("preset")).backbone
+    sample_rate, seconds = audio_settings(backbone)
+    workers = default_workers() if a.workers is None else a.workers
+    if workers < 1:
+        raise config.ConfigError(f"--workers {workers}: expected an integer >= 1")
     code = prepare(a.data_root, policy=values.get("on_error", config.default("on_error")),
-                   out=a.out, cache=a.cache, sample_rate=a.sample_rate,
-                   clip_seconds=a.clip_seconds,
-                   patterns=tuple(values.get("audiocaps_patterns") or AUDIOCAPS_PATTERNS),
+                   out=a.out, cache=a.cache, sample_rate=sample_rate, clip_seconds=seconds,
+                   workers=workers, patterns=tuple(values.get("audiocaps_patterns") or ()),
                    progress=values.get("progress", True))
     sys.exit(code)
 
@@ -195,13 +202,21 @@ def parser() -> argparse.ArgumentParser:
                     help="what to print (every format is also written to the run directory)")
     rp.set_defaults(func=cmd_report)
 
-    pr = sub.add_parser("prepare", help="validate a TAIL data root; optionally cache audio")
+    pr = sub.add_parser("prepare", help="validate a TAIL data root; optionally cache audio",
+                        description="Finds each data set's layout (original releases, "
+                                    "aac-datasets, WavCaps retrieval; docs/datasets.md), "
+                                    "checks every file and reports per split. The audio "
+                                    "settings are --backbone's (default: the default "
+                                    "preset's).")
     pr.add_argument("--data-root", type=Path, required=True)
     config.add_arguments(pr, only=("on_error", "audiocaps_patterns", "progress"))
+    config.add_arguments(pr, only=("backbone",))
     pr.add_argument("--out", type=Path, help="where the report (and skip list) is written")
-    pr.add_argument("--cache", action="store_true", help="build the decoded-audio cache")
-    pr.add_argument("--sample-rate", type=int, default=16_000)
-    pr.add_argument("--clip-seconds", type=float, default=2.0)
+    pr.add_argument("--cache", action="store_true",
+                    help="decode every clip into the cache that `run` reads at the "
+                         "backbone's sample rate and clip length (resumes if killed)")
+    pr.add_argument("--workers", type=int, metavar="N",
+                    help="decoding processes (default: the cores available)")
     pr.set_defaults(func=cmd_prepare)
 
     b = sub.add_parser("bench", help="list or run a benchmark script (figures, not tests)")

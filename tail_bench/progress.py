@@ -16,11 +16,13 @@ class Lines:
     at most every `every` seconds, and one when done."""
 
     def __init__(self, iterable: Iterable | None = None, *, total: int | None = None,
-                 desc: str = "", every: float = LINE_EVERY_S, **_: Any) -> None:
-        self.iterable, self.desc, self.every = iterable, desc, every
+                 desc: str = "", every: float = LINE_EVERY_S, unit: str = "it",
+                 initial: int = 0, **_: Any) -> None:
+        self.iterable, self.desc, self.every, self.unit = iterable, desc, every, unit
+        self.initial = initial  # counted before this run (a resumed job): not in the rate
         self.total = total if total is not None else (
             len(iterable) if hasattr(iterable, "__len__") else None)
-        self.n, self.postfix, self.start = 0, "", time.monotonic()
+        self.n, self.postfix, self.start = initial, "", time.monotonic()
         self.last = self.start
 
     def __iter__(self) -> Iterator:
@@ -45,13 +47,23 @@ class Lines:
 
     def _line(self) -> None:
         self.last = time.monotonic()
+        print(self.line(self.last - self.start), file=sys.stderr, flush=True)
+
+    def line(self, elapsed: float) -> str:
+        """`desc: n/total (elapsed s, rate unit/s, about T s left[, postfix])`."""
         of = f"/{self.total}" if self.total is not None else ""
-        extra = f", {self.postfix}" if self.postfix else ""
-        print(f"{self.desc}: {self.n}{of} ({self.last - self.start:.0f} s{extra})",
-              file=sys.stderr, flush=True)
+        parts = [f"{elapsed:.0f} s"]
+        done = self.n - self.initial
+        if elapsed > 0 and done > 0:
+            rate = done / elapsed
+            parts.append(f"{rate:.1f} {self.unit}/s")
+            if self.total is not None and self.n < self.total:
+                parts.append(f"about {(self.total - self.n) / rate:.0f} s left")
+        parts += [self.postfix] if self.postfix else []
+        return f"{self.desc}: {self.n}{of} ({', '.join(parts)})"
 
     def close(self) -> None:
-        if self.n and self.last is not None:
+        if self.n > self.initial and self.last is not None:
             self._line()
         self.last = None  # closed: one final line only
 

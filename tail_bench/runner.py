@@ -36,7 +36,7 @@ from tail_bench.config import RunConfig
 from tail_bench.errors import ConfigError, Diverged, Interrupted
 from tail_bench.evaluation.evaluator import Evaluation, RetrievalEvaluator
 from tail_bench.evaluation.retrieval import NonFiniteScores
-from tail_bench.models.builder import build_backbone
+from tail_bench.models.builder import audio_settings, build_backbone
 from tail_bench.presets import get_preset
 from tail_bench.reporting.cost import CostMeter
 from tail_bench.reporting.loggers import RunLoggers, check_wandb
@@ -170,7 +170,7 @@ def run(cfg: RunConfig, *, resume: bool = False) -> Path:
     for name in {split_method(m)[0] for m in methods}:
         known[name](options=cfg.options.get(name, {})).check(backbone_name)
     check_stream_args(cfg.benchmark, data_root=cfg.data_root, length=cfg.length,
-                      order=cfg.order)
+                      order=cfg.order, audio=audio_settings(backbone_name))
     orders = orders_of(cfg.benchmark, order=cfg.order, length=cfg.length, orders=cfg.orders)
     run_as = resolve(cfg, preset)
     world = distributed.launched()

@@ -16,8 +16,11 @@ BENCHMARKS = {
 
 
 def check_stream_args(name: str, *, data_root: Path | None, length: int | None,
-                      order: list[str] | None = None) -> None:
-    """Fail on bad stream options before any data is generated or any model pretrained."""
+                      order: list[str] | None = None,
+                      audio: tuple[int, float] | None = None) -> None:
+    """Fail on bad stream options before any data is generated or any model pretrained.
+    `audio`: the backbone's (sample rate, clip seconds); a tail data root whose decoded
+    audio was cached for other settings is refused."""
     if name not in BENCHMARKS:
         raise ConfigError(f"--benchmark {name}: unknown benchmark; expected one of "
                           f"{sorted(BENCHMARKS)}")
@@ -27,6 +30,10 @@ def check_stream_args(name: str, *, data_root: Path | None, length: int | None,
         raise ConfigError("--length applies to tail-synth; use --order to shorten tail")
     if order:
         check_order(order, default_order(name, length))
+    if name == "tail" and audio is not None:
+        from tail_bench.streams.tail import check_cache_settings
+
+        check_cache_settings(Path(data_root), sample_rate=audio[0], seconds=audio[1])
 
 
 def default_order(name: str, length: int | None = None) -> list[str]:
@@ -72,8 +79,8 @@ def build_stream(name: str, *, preset: Preset, seed: int = 0, order: list[str] |
             for part in (stream.train, stream.val, stream.test):
                 part[:] = [synth.resampled(p, sample_rate) for p in part]
         return reorder(stream, order)
-    from tail_bench.streams.tail import AUDIOCAPS_PATTERNS, build_tail
+    from tail_bench.streams.tail import build_tail
 
     return reorder(build_tail(Path(data_root), sample_rate=sample_rate,
                               clip_seconds=clip_seconds, policy=on_error,
-                              patterns=tuple(audiocaps_patterns or AUDIOCAPS_PATTERNS)), order)
+                              patterns=tuple(audiocaps_patterns or ())), order)

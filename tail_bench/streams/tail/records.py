@@ -1,6 +1,10 @@
-"""The TAIL data sets' metadata as distributed: one reader per data set, and the records
-they make (clips, splits, problems). Every problem is recorded with the file and row it
-comes from; nothing is dropped here (docs/datasets.md)."""
+"""The TAIL data sets' metadata, read in the layout each was found in (layouts.py), and the
+records they make: clips, splits, problems. Every problem is recorded with the file and
+row it comes from, and the clip it concerns; nothing is dropped here (docs/datasets.md).
+
+A clip's id does not depend on the layout: an AudioCaps clip is its YouTube id (one
+segment per video), a Clotho clip its file name, a WavCaps clip its `id`.
+"""
 
 from __future__ import annotations
 
@@ -8,28 +12,23 @@ import csv
 import hashlib
 import json
 import os
+import string
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import soundfile as sf
 
-from tail_bench.errors import DataError
+from tail_bench.errors import ConfigError, DataError
+from tail_bench.streams.tail.layouts import SPLITS, Found
 
 AUDIO_EXTS = ("", ".wav", ".flac", ".ogg")
-AUDIOCAPS_PATTERNS = ("Y{youtube_id}", "{youtube_id}", "{youtube_id}_{start_time}")
 AUDIOCAPS_COLUMNS = ("audiocap_id", "youtube_id", "start_time", "caption")
-CLOTHO_COLUMNS = ("file_name", *(f"caption_{i}" for i in range(1, 6)))
-CLOTHO_SPLITS = {"train": "development", "val": "validation", "test": "evaluation"}
-WAVCAPS = {"bbc": "BBC_Sound_Effects/bbc_final.json", "audioset": "AudioSet_SL/as_final.json"}
-WAVCAPS_AUDIO = {"bbc": "BBC_Sound_Effects", "audioset": "AudioSet_SL"}
-SPLITS = ("train", "val", "test")
-DATASETS = ("audiocaps", "clotho", "bbc", "audioset")  # the stream's order
-
+CAPTIONS = tuple(f"caption_{i}" for i in range(1, 6))
 
 KINDS = ("missing audio", "unreadable audio", "empty audio", "empty caption", "duplicate id",
-         "bad item", "path outside data root")
-
+         "bad row", "path outside data root")
 
 
 @dataclass
@@ -41,6 +40,7 @@ class Problem:
     row: int | None  # 1-based line of a CSV (header = 1) or index in a JSON data list
     item: str
     detail: str = ""
+    clip: str = ""  # the clip's id, the same in every layout ("" for a row with no clip)
 
     def __str__(self) -> str:
         where = f"{self.file}" + (f", row {self.row}" if self.row is not None else "")
@@ -66,25 +66,26 @@ class Split:
 
     def problem(self, clip: Clip | None, kind: str, file: str, row: int | None, item: str,
                 detail: str = "") -> None:
-        self.problems.append(Problem(self.dataset, self.split, kind, file, row, item, detail))
+        self.problems.append(Problem(self.dataset, self.split, kind, file, row, item, detail,
+                                     clip.clip_id if clip is not None else ""))
         if clip is not None:
             clip.bad = True
 
 
-def _read_csv(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
-    if not path.exists():
-        raise DataError(f"{path}: file not found (see docs/datasets.md for the layout)")
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in required if c not in (reader.fieldnames or [])]
-            if missing:
-                raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected "
-                                f"columns {','.join(required)}, found {reader.fieldnames}")
-            return [(i + 2, row) for i, row in enumerate(reader)]
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); expected "
-                        "the data set's CSV as distributed") from err
+def check_patterns(patterns: tuple[str, ...]) -> None:
+    """--audiocaps-pattern: only the fields {youtube_id} and {start_time}."""
+    for p in patterns:
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(p) if f is not None]
+        except ValueError as err:
+            raise ConfigError(f"--audiocaps-pattern {p!r}: {err}; expected a file stem "
+                              "with {youtube_id} and optionally {start_time}") from err
+        bad = [f for f in fields if f not in ("youtube_id", "start_time")]
+        if bad or "youtube_id" not in fields:
+            raise ConfigError(f"--audiocaps-pattern {p!r}: "
+                              + (f"unknown field {{{bad[0]}}}" if bad else "no {youtube_id}")
+                              + "; expected a file stem with {youtube_id} and optionally "
+                                "{start_time}, e.g. Y{youtube_id}")
 
 
 def outside(folder: Path, name: str) -> bool:
@@ -94,80 +95,193 @@ def outside(folder: Path, name: str) -> bool:
     return os.path.isabs(name) or os.path.commonpath([base, path]) != base
 
 
-def _find(folder: Path, stems: list[str]) -> Path | None:
-    for stem in stems:
-        for ext in AUDIO_EXTS:
-            p = folder / f"{stem}{ext}"
-            if p.is_file():
-                return p
+class Folder:
+    """One audio folder, listed once: looking 200,000 names up costs no file-system call
+    each, and a link is resolved and kept inside the data set's folder."""
+
+    def __init__(self, path: Path, base: Path) -> None:
+        self.path, self.base = path, Path(os.path.realpath(base))
+        with os.scandir(path) as it:
+            self.entries = {e.name: e for e in it}
+
+    def locate(self, split: Split, clip: Clip, stems: list[str], item: str) -> bool:
+        """Resolve `clip.audio` among `stems` (+ AUDIO_EXTS); False when a problem was
+        recorded (a name leaving the folder, a link leaving the data set, none found)."""
+        leaving = [s for s in stems if outside(self.path, s)]
+        if leaving:
+            split.problem(clip, "path outside data root", clip.file, clip.row, item,
+                          f"{leaving[0]!r} resolves outside {self.path}")
+            return False
+        for stem in stems:
+            for ext in AUDIO_EXTS:
+                entry = self.entries.get(stem + ext)
+                if entry is not None and (entry.is_file() or entry.is_symlink()):
+                    return self._take(split, clip, entry, item)
+        split.problem(clip, "missing audio", clip.file, clip.row, item,
+                      f"looked for {', '.join(stems)} (+ .wav/.flac/.ogg) in {self.path}")
+        return False
+
+    def _take(self, split: Split, clip: Clip, entry: os.DirEntry, item: str) -> bool:
+        path = Path(entry.path)
+        if entry.is_symlink():
+            target = os.path.realpath(path)
+            if not os.path.isfile(target):
+                split.problem(clip, "missing audio", clip.file, clip.row, item,
+                              f"{path} is a link to {target}, which is not a file")
+                return False
+            if os.path.commonpath([self.base, target]) != str(self.base):
+                split.problem(clip, "path outside data root", clip.file, clip.row, item,
+                              f"{path} links to {target}, outside {self.base}")
+                return False
+        clip.audio = path
+        return True
+
+
+def _csv_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """(header, [(line, fields)]) of a CSV; a CSV the csv module cannot parse is named with
+    its line."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            try:
+                header = next(reader, [])
+                rows = [(reader.line_num, r) for r in reader if r]
+            except csv.Error as err:
+                raise DataError(f"{path}, row {reader.line_num}: not readable CSV ({err}); "
+                                "expected the data set's CSV as distributed (an unclosed "
+                                "quote makes the rest of the file one field)") from err
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); expected "
+                        "the data set's CSV as distributed") from err
+    return [h.strip() for h in header], rows
+
+
+def _fields(split: Split, path: Path, header: list[str], line: int, row: list[str]
+            ) -> dict[str, str] | None:
+    """A row as {column: value}, or None (a problem) when it has the wrong number of
+    fields: a caption with an unquoted comma would otherwise be cut short."""
+    if len(row) == len(header):
+        return dict(zip(header, row, strict=True))
+    split.problem(None, "bad row", str(path), line, row[0] if row else "",
+                  f"{len(row)} fields, expected {len(header)} ({','.join(header)}); quote "
+                  "captions that contain commas")
     return None
 
 
-def _locate(split: Split, clip: Clip, folder: Path, stems: list[str], file: str, row: int,
-            item: str) -> bool:
-    """Resolve `clip.audio` among `stems` in `folder`; names that leave the folder are a
-    problem and are never looked up. False when a problem was recorded."""
-    bad = [s for s in stems if outside(folder, s)]
-    if bad:
-        split.problem(clip, "path outside data root", file, row, item,
-                      f"{bad[0]!r} resolves outside {folder}")
-        return False
-    clip.audio = _find(folder, stems)
-    if clip.audio is None:
-        split.problem(clip, "missing audio", file, row, item,
-                      f"looked for {', '.join(stems)} (+ .wav/.flac/.ogg) in {folder}")
-        return False
-    return True
+def _need(path: Path, header: list[str], columns: tuple[str, ...]) -> None:
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected columns "
+                        f"{','.join(columns)}, found {header}")
 
 
-def read_audiocaps(root: Path, split: str, patterns=AUDIOCAPS_PATTERNS) -> Split:
-    """One row per caption; rows of the same (youtube_id, start_time) are one clip."""
-    path = root / "audiocaps" / f"{split}.csv"
-    out, by_key, ids = Split("audiocaps", split), {}, Counter()
-    folder = root / "audiocaps" / "audio" / split
-    for row_no, row in _read_csv(path, AUDIOCAPS_COLUMNS):
-        ids[row["audiocap_id"]] += 1
-        key = (row["youtube_id"], row["start_time"])
-        clip = by_key.get(key)
+def _empty_captions(split: Split, clip: Clip, item: str) -> None:
+    for i, c in enumerate(clip.captions):
+        if not c:
+            split.problem(clip, "empty caption", clip.file, clip.row, item,
+                          f"caption {i + 1}" if len(clip.captions) > 1 else "")
+
+
+def read_audiocaps_rows(found: Found, split: str) -> Split:
+    """AudioCaps' own CSV: one row per caption; a clip's rows share its YouTube id."""
+    path, folder = found.metadata[split], Folder(found.audio[split], found.base)
+    out, clips, starts, ids = Split("audiocaps", split), {}, {}, Counter()
+    header, rows = _csv_rows(path)
+    _need(path, header, AUDIOCAPS_COLUMNS)
+    for line, raw in rows:
+        row = _fields(out, path, header, line, raw)
+        if row is None:
+            continue
+        yt, start = row["youtube_id"].strip(), row["start_time"].strip()
+        clip = clips.get(yt)
         if clip is None:
-            stems = [p.format(youtube_id=row["youtube_id"], start_time=row["start_time"])
-                     for p in patterns]
-            clip = Clip(f"{key[0]}_{key[1]}", None, [], str(path), row_no)
-            by_key[key] = clip
+            clip = clips[yt] = Clip(yt, None, [], str(path), line)
             out.clips.append(clip)
-            _locate(out, clip, folder, stems, str(path), row_no, row["youtube_id"])
+            stems = [p.format(youtube_id=yt, start_time=start) for p in found.stems]
+            folder.locate(out, clip, stems, yt)
+            starts[yt] = start
+        elif starts[yt] != start:
+            out.problem(clip, "duplicate id", str(path), line, yt,
+                        f"start times {starts[yt]} and {start}")
+        ids[row["audiocap_id"]] += 1
         if ids[row["audiocap_id"]] == 2:
-            out.problem(clip, "duplicate id", str(path), row_no, row["audiocap_id"])
-        if not row["caption"].strip():
-            out.problem(clip, "empty caption", str(path), row_no, row["audiocap_id"])
-        clip.captions.append(row["caption"].strip())
+            out.problem(clip, "duplicate id", str(path), line, row["audiocap_id"])
+        caption = row["caption"].strip()
+        if not caption:
+            out.problem(clip, "empty caption", str(path), line, row["audiocap_id"])
+        clip.captions.append(caption)
     return out
 
 
-def read_clotho(root: Path, split: str) -> Split:
-    name = CLOTHO_SPLITS[split]
-    path = root / "clotho" / f"clotho_captions_{name}.csv"
-    out, seen = Split("clotho", split), Counter()
-    for row_no, row in _read_csv(path, CLOTHO_COLUMNS):
-        fname = row["file_name"]
-        clip = Clip(fname, None, [row[c].strip() for c in CLOTHO_COLUMNS[1:]], str(path),
-                    row_no)
-        seen[fname] += 1
+def youtube_id_of(file_name: str) -> str:
+    """WavCaps names an AudioCaps clip `Y<YouTube id>.wav`, as AudioSet_SL's ids."""
+    return Path(file_name).stem.removeprefix("Y")
+
+
+def _clip_rows_csv(path: Path, out: Split) -> list[tuple[int, str, list[str]]]:
+    header, rows = _csv_rows(path)
+    columns = CAPTIONS if "caption_1" in header else ("caption",)
+    _need(path, header, ("file_name", *columns))
+    parsed = []
+    for line, raw in rows:
+        row = _fields(out, path, header, line, raw)
+        if row is not None:
+            parsed.append((line, row["file_name"], [row[c].strip() for c in columns]))
+    return parsed
+
+
+def _json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); expected "
+                        "the data set's JSON as distributed") from err
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: not valid JSON ({err})") from err
+
+
+def _data_list(path: Path, blob: object, what: str) -> list:
+    if not isinstance(blob, dict) or not isinstance(blob.get("data"), list):
+        raise DataError(f"{path}: expected an object with a 'data' list of items ({what})")
+    return blob["data"]
+
+
+def _clip_rows_json(path: Path, out: Split) -> list[tuple[int, str, list[str]]]:
+    """WavCaps retrieval JSON: {"num_captions_per_audio": 1 or 5, "data": [item]}; the file
+    is the last part of `wav` (or `audio`, or `id`), captions `caption` or `caption_1..5`."""
+    blob = _json(path)
+    items = _data_list(path, blob, "WavCaps retrieval json_files format")
+    n = blob.get("num_captions_per_audio")
+    if n not in (1, 5):
+        raise DataError(f"{path}: num_captions_per_audio {n!r}; expected 1 or 5")
+    keys = ("caption",) if n == 1 else CAPTIONS
+    parsed = []
+    for i, item in enumerate(items):
+        name = next((item[k] for k in ("wav", "audio", "id")
+                     if isinstance(item, dict) and isinstance(item.get(k), str)), None)
+        if name is None or not all(isinstance(item.get(k), str) for k in keys):
+            out.problem(None, "bad row", str(path), i, repr(item)[:60],
+                        f"expected a file name ('wav' or 'id') and {', '.join(keys)}")
+            continue
+        parsed.append((i, name.replace("\\", "/").rsplit("/", 1)[-1],
+                       [item[k].strip() for k in keys]))
+    return parsed
+
+
+def read_clip_rows(found: Found, split: str) -> Split:
+    """One row per clip: Clotho's CSVs, and WavCaps' AudioCaps/Clotho JSON or CSV."""
+    path, folder = found.metadata[split], Folder(found.audio[split], found.base)
+    out, seen = Split(found.dataset, split), Counter()
+    rows = (_clip_rows_json if path.suffix == ".json" else _clip_rows_csv)(path, out)
+    for line, name, captions in rows:
+        cid = youtube_id_of(name) if found.dataset == "audiocaps" else name
+        clip = Clip(cid, None, captions, str(path), line)
         out.clips.append(clip)
-        if seen[fname] == 2:
-            out.problem(clip, "duplicate id", str(path), row_no, fname)
-        folder = root / "clotho" / name
-        if outside(folder, fname):
-            out.problem(clip, "path outside data root", str(path), row_no, fname,
-                        f"{fname!r} resolves outside {folder}")
-        elif (folder / fname).is_file():
-            clip.audio = folder / fname
-        else:
-            out.problem(clip, "missing audio", str(path), row_no, fname,
-                        f"expected {folder / fname}")
-        for c in CLOTHO_COLUMNS[1:]:
-            if not row[c].strip():
-                out.problem(clip, "empty caption", str(path), row_no, fname, c)
+        seen[cid] += 1
+        if seen[cid] == 2:
+            out.problem(clip, "duplicate id", str(path), line, name)
+        folder.locate(out, clip, [name], name)
+        _empty_captions(out, clip, name)
     return out
 
 
@@ -177,50 +291,57 @@ def hash_split(clip_id: str) -> str:
     return "train" if bucket < 80 else "val" if bucket < 90 else "test"
 
 
-def read_wavcaps(root: Path, dataset: str) -> dict[str, Split]:
-    path = root / "wavcaps" / "json_files" / WAVCAPS[dataset]
-    if not path.exists():
-        raise DataError(f"{path}: file not found (see docs/datasets.md for the layout)")
-    try:
-        blob = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: not valid JSON ({err})") from err
-    if not isinstance(blob, dict) or not isinstance(blob.get("data"), list):
-        raise DataError(f"{path}: expected an object with a 'data' list of items "
-                        "(WavCaps json_files format)")
-    splits = {s: Split(dataset, s) for s in SPLITS}
-    folder = root / "wavcaps" / "audio" / WAVCAPS_AUDIO[dataset]
+def read_wavcaps_json(found: Found) -> dict[str, Split]:
+    """WavCaps' json_files (BBC Sound Effects, AudioSet_SL): items `id` and `caption`; the
+    `audio` field is a placeholder. Files are found by id, with and without the `.wav` that
+    AudioSet_SL ids carry even where the audio is FLAC."""
+    path = found.metadata["train"]
+    items = _data_list(path, _json(path), "WavCaps json_files format")
+    splits = {s: Split(found.dataset, s) for s in SPLITS}
+    folder = Folder(found.audio["train"], found.base)
     seen: Counter = Counter()
-    for i, item in enumerate(blob["data"]):
-        if not isinstance(item, dict) or "id" not in item or "caption" not in item:
-            splits["train"].problem(None, "bad item", str(path), i, repr(item)[:60],
-                                    "expected keys 'id' and 'caption'")
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str | int) \
+                or not isinstance(item.get("caption"), str):
+            splits["train"].problem(None, "bad row", str(path), i, repr(item)[:60],
+                                    "expected keys 'id' and 'caption' (a string)")
             continue
         cid = str(item["id"])
         part = splits[hash_split(cid)]
-        stems = [cid, cid.removesuffix(".wav")]  # AudioSet_SL ids carry '.wav' even for FLAC
-        clip = Clip(cid, None, [str(item["caption"]).strip()], str(path), i)
+        clip = Clip(cid, None, [item["caption"].strip()], str(path), i)
         part.clips.append(clip)
         seen[cid] += 1
         if seen[cid] == 2:
             part.problem(clip, "duplicate id", str(path), i, cid)
-        _locate(part, clip, folder, stems, str(path), i, cid)
-        if not clip.captions[0]:
-            part.problem(clip, "empty caption", str(path), i, cid)
+        folder.locate(part, clip, list(dict.fromkeys([cid, cid.removesuffix(".wav")])), cid)
+        _empty_captions(part, clip, cid)
     return splits
 
 
-def check_headers(split: Split) -> None:
-    """Open every file's header: catches unreadable files without decoding them."""
-    for clip in split.clips:
-        if clip.audio is None:
-            continue
-        try:
-            frames = sf.info(str(clip.audio)).frames
-        except (sf.LibsndfileError, RuntimeError, OSError) as err:
-            split.problem(clip, "unreadable audio", clip.file, clip.row,
-                          f"{clip.clip_id} -> {clip.audio}", str(err).splitlines()[0])
-            continue
-        if frames <= 0:
-            split.problem(clip, "empty audio", clip.file, clip.row,
-                          f"{clip.clip_id} -> {clip.audio}", "the file holds no samples")
+def read_dataset(found: Found) -> dict[str, Split]:
+    """Every split of one data set, read in its layout's format."""
+    if found.format == "wavcaps-json":
+        return read_wavcaps_json(found)
+    reader = read_audiocaps_rows if found.format == "audiocaps-rows" else read_clip_rows
+    return {s: reader(found, s) for s in SPLITS}
+
+
+def _header(path: Path) -> str | None:
+    try:
+        frames = sf.info(str(path)).frames
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        return "unreadable audio: " + str(err).splitlines()[0]
+    return None if frames > 0 else "empty audio: the file holds no samples"
+
+
+def check_headers(splits: list[Split], *, threads: int = 8) -> None:
+    """Open every located file's header (threads: the time is the file system's): catches
+    unreadable and empty files without decoding them."""
+    clips = [(s, c) for s in splits for c in s.clips if c.audio is not None]
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        results = list(pool.map(_header, [c.audio for _, c in clips], chunksize=64))
+    for (split, clip), error in zip(clips, results, strict=True):
+        if error is not None:
+            kind, detail = error.split(": ", 1)
+            split.problem(clip, kind, clip.file, clip.row, f"{clip.clip_id} -> {clip.audio}",
+                          detail)
