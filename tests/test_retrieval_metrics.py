@@ -11,6 +11,65 @@ from tail_bench.evaluation.retrieval import (
 )
 
 
+def sorted_query_metrics(scores: torch.Tensor, relevant: torch.Tensor, *,
+                         ks: tuple[int, ...], ap_depth: int) -> dict[str, torch.Tensor]:
+    """The library's former implementation, a full sort per query: the reference the
+    top-k one must equal."""
+    relevant = relevant.bool()
+    scores = scores.float()
+    q, n = scores.shape
+    order = scores.argsort(dim=1, descending=True)
+    s = scores.gather(1, order)  # sorted, descending
+    rel = relevant.gather(1, order).double()
+    asc = s.flip(1).contiguous()  # ascending, for searchsorted
+    rel_before = torch.cat([rel.new_zeros(q, 1), rel.cumsum(1)], 1)  # (Q, N+1)
+
+    depth = min(max(max(ks), ap_depth), n)
+    v = s[:, :depth].contiguous()  # the score at each of the first `depth` positions
+    t = n - torch.searchsorted(asc, v, right=True)  # candidates scoring strictly higher
+    g = n - torch.searchsorted(asc, v, right=False) - t  # tie group size
+    b = rel_before.gather(1, t)  # relevant candidates strictly higher
+    r = rel_before.gather(1, t + g) - b  # relevant candidates in the tie group
+    pos = torch.arange(1, depth + 1, device=s.device, dtype=torch.float64).expand(q, -1)
+    t, g = t.double(), g.double()
+
+    out: dict[str, torch.Tensor] = {}
+    for k in ks:
+        kk = min(k, n)
+        # P(no relevant in the first kk) = [b == 0] * C(g - r, m) / C(g, m), m = kk - t
+        tk, gk, rk, bk = t[:, kk - 1], g[:, kk - 1], r[:, kk - 1], b[:, kk - 1]
+        m = kk - tk
+        none = torch.ones(q, device=s.device, dtype=torch.float64)
+        for x in range(kk):
+            take = x < m
+            none = torch.where(take, none * ((gk - rk - x).clamp(min=0) / (gk - x)), none)
+        out[f"R@{k}"] = torch.where(bk > 0, torch.ones_like(none), 1 - none)
+
+    d = min(ap_depth, n)
+    pr = r[:, :d] / g[:, :d]
+    within = (pos[:, :d] - t[:, :d] - 1) * torch.where(
+        g[:, :d] > 1, (r[:, :d] - 1) / (g[:, :d] - 1).clamp(min=1), torch.zeros_like(pr))
+    gain = pr * (b[:, :d] + 1 + within) / pos[:, :d]
+    n_rel = relevant.sum(1).double()
+    out[f"mAP@{ap_depth}"] = gain.sum(1) / n_rel.clamp(max=ap_depth)
+    return out
+
+
+@pytest.mark.parametrize("n, levels", [(7, 2), (50, 3), (50, 50), (300, 5), (2000, 10**9)])
+def test_top_k_equals_a_full_sort_with_ties_everywhere(n, levels):
+    """Scores drawn from few values tie across the top-k boundary, inside it and past it;
+    several relevant candidates per query, and depths beyond and below n."""
+    gen = torch.Generator().manual_seed(n + levels % 1000)
+    scores = torch.randint(0, min(levels, 2**31 - 1), (64, n), generator=gen).float() / 7
+    relevant = torch.rand(64, n, generator=gen) < 3 / n
+    relevant[torch.arange(64), torch.randint(0, n, (64,), generator=gen)] = True
+    for ks, depth in (((1, 5, 10), 10), ((1, 3), 4), ((1,), 200)):
+        got = query_metrics(scores, relevant, ks=ks, ap_depth=depth)
+        want = sorted_query_metrics(scores, relevant, ks=ks, ap_depth=depth)
+        for key in want:
+            torch.testing.assert_close(got[key], want[key], atol=1e-12, rtol=0)
+
+
 def test_hand_made_single_relevant():
     scores = torch.tensor([[0.9, 0.5, 0.1], [0.9, 0.5, 0.1], [0.2, 0.3, 0.1]])
     relevant = torch.tensor([[1, 0, 0], [0, 0, 1], [0, 0, 1]]).bool()

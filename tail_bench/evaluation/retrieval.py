@@ -25,41 +25,55 @@ class NonFiniteScores(ValueError):
     """Scores with NaN or inf: the embeddings diverged; nothing can be ranked."""
 
 
-def _check(scores: Tensor, relevant: Tensor) -> None:
+def _check(scores: Tensor, relevant: Tensor) -> Tensor:
+    """The number of relevant candidates per query, after checking the inputs."""
     if scores.shape != relevant.shape or scores.dim() != 2:
         raise ValueError(f"scores {tuple(scores.shape)} and relevant {tuple(relevant.shape)} "
                          "must be the same (queries, candidates) shape")
-    if not bool(torch.isfinite(scores).all()):
-        q = int((~torch.isfinite(scores)).any(1).nonzero()[0])
+    finite = torch.isfinite(scores.sum(1, dtype=torch.float64))  # NaN and inf propagate
+    if not bool(finite.all()):
+        q = int((~finite).nonzero()[0])
         raise NonFiniteScores(f"non-finite similarity scores (first at query {q}): "
                               "the embeddings are NaN or inf")
-    n_rel = relevant.sum(1)
+    n_rel = _count(relevant)
     if bool((n_rel == 0).any()):
         q = int((n_rel == 0).nonzero()[0])
         raise ValueError(f"query {q} has no relevant candidate")
+    return n_rel
+
+
+def _count(mask: Tensor) -> Tensor:
+    """True entries per row, as float64 (an int32 sum: twice as fast as bool's int64)."""
+    return mask.sum(1, keepdim=False, dtype=torch.int32).double()
 
 
 def query_metrics(scores: Tensor, relevant: Tensor, *, ks: tuple[int, ...] = KS,
                   ap_depth: int = 10) -> dict[str, Tensor]:
-    """Per-query R@k and AP@depth for `scores` (Q, N) and a boolean `relevant` (Q, N)."""
+    """Per-query R@k and AP@depth for `scores` (Q, N) and a boolean `relevant` (Q, N).
+
+    Linear in N per query: only the first `depth` positions matter, so the top `depth`
+    scores (`topk`) stand in for a full sort. Every candidate scoring above one of those
+    is itself among them, so the counts before each position come from the top alone,
+    except the tie group of the last top score, which may reach past it: that group is
+    counted over the whole row."""
     relevant = relevant.bool()
-    _check(scores, relevant)
+    n_rel = _check(scores, relevant)
     scores = scores.float()
     q, n = scores.shape
-    order = scores.argsort(dim=1, descending=True)
-    s = scores.gather(1, order)  # sorted, descending
-    rel = relevant.gather(1, order).double()
-    asc = s.flip(1).contiguous()  # ascending, for searchsorted
-    rel_before = torch.cat([rel.new_zeros(q, 1), rel.cumsum(1)], 1)  # (Q, N+1)
-
     depth = min(max(max(ks), ap_depth), n)
-    v = s[:, :depth].contiguous()  # the score at each of the first `depth` positions
-    t = n - torch.searchsorted(asc, v, right=True)  # candidates scoring strictly higher
-    g = n - torch.searchsorted(asc, v, right=False) - t  # tie group size
-    b = rel_before.gather(1, t)  # relevant candidates strictly higher
-    r = rel_before.gather(1, t + g) - b  # relevant candidates in the tie group
-    pos = torch.arange(1, depth + 1, device=s.device, dtype=torch.float64).expand(q, -1)
-    t, g = t.double(), g.double()
+    v, idx = scores.topk(depth, dim=1)  # (Q, D), descending
+    rel_top = relevant.gather(1, idx).double()
+    higher = v[:, None, :] > v[:, :, None]  # [q, j, i]: top score i above top score j
+    same = v[:, None, :] == v[:, :, None]
+    t = higher.sum(2).double()  # candidates scoring strictly higher than position j's
+    b = (higher * rel_top[:, None, :]).sum(2)  # relevant ones among them
+    last = v[:, -1:]
+    at_last = scores == last  # the last top score's tie group, over the whole row
+    in_last = v == last
+    g = torch.where(in_last, _count(at_last)[:, None], same.sum(2).double())
+    r = torch.where(in_last, _count(at_last & relevant)[:, None],
+                    (same * rel_top[:, None, :]).sum(2))
+    pos = torch.arange(1, depth + 1, device=scores.device, dtype=torch.float64).expand(q, -1)
 
     out: dict[str, Tensor] = {}
     for k in ks:
@@ -67,7 +81,7 @@ def query_metrics(scores: Tensor, relevant: Tensor, *, ks: tuple[int, ...] = KS,
         # P(no relevant in the first kk) = [b == 0] * C(g - r, m) / C(g, m), m = kk - t
         tk, gk, rk, bk = t[:, kk - 1], g[:, kk - 1], r[:, kk - 1], b[:, kk - 1]
         m = kk - tk
-        none = torch.ones(q, device=s.device, dtype=torch.float64)
+        none = torch.ones(q, device=scores.device, dtype=torch.float64)
         for x in range(kk):
             take = x < m
             none = torch.where(take, none * ((gk - rk - x).clamp(min=0) / (gk - x)), none)
@@ -78,7 +92,6 @@ def query_metrics(scores: Tensor, relevant: Tensor, *, ks: tuple[int, ...] = KS,
     within = (pos[:, :d] - t[:, :d] - 1) * torch.where(
         g[:, :d] > 1, (r[:, :d] - 1) / (g[:, :d] - 1).clamp(min=1), torch.zeros_like(pr))
     gain = pr * (b[:, :d] + 1 + within) / pos[:, :d]
-    n_rel = relevant.sum(1).double()
     out[f"mAP@{ap_depth}"] = gain.sum(1) / n_rel.clamp(max=ap_depth)
     return out
 
