@@ -228,7 +228,7 @@ def test_benchmark_scripts_are_a_registry(capsys):
     from tail_bench.benchmarks import available_benchmarks
 
     found = available_benchmarks()
-    assert {"throughput", "sweep", "audio_cache", "param_share"} <= set(found)
+    assert {"throughput", "sweep", "scale", "param_share"} <= set(found)
     assert all(b.summary for b in found.values())
     main(["bench"])
     assert "throughput" in capsys.readouterr().out

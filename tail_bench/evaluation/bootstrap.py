@@ -13,6 +13,7 @@ spread of a difference excludes what the test set does to both methods alike.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -65,13 +66,28 @@ def ci(sums: np.ndarray, counts: np.ndarray, *,
 def matrix_replicates(rows: Sequence[ClipScores], datasets: Sequence[str], direction: str,
                       metric: str, replicates: int, seed_index: int = 0) -> np.ndarray:
     """(replicates, rows, T): the results matrix under each resample of test clips. One
-    resample per data set serves every row, as every row scores the same test set."""
+    resample per data set serves every row, as every row scores the same test set.
+    Memoised (read-only result): a report asks for the same method's matrix once per
+    column and per comparison, and each costs replicates x clips x rows."""
+    key = (tuple(map(id, rows)), tuple(datasets), direction, metric, replicates, seed_index)
+    hit = _MATRICES.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], rows, strict=True)):
+        _MATRICES.move_to_end(key)
+        return hit[1]
     out = np.empty((replicates, len(rows), len(datasets)))
     for j, ds in enumerate(datasets):
         w = clip_weights(rows[0].n_clips(ds), replicates, j, seed_index)
         sums = np.stack([row.sums[ds][direction][metric] for row in rows], 1)
         out[:, :, j] = (w @ sums) / (w @ rows[0].counts[ds][direction])[:, None]
+    out.flags.writeable = False
+    _MATRICES[key] = (tuple(rows), out)  # the rows stay alive, so their ids stay theirs
+    while len(_MATRICES) > MEMO_SIZE:
+        _MATRICES.popitem(last=False)
     return out
+
+
+MEMO_SIZE = 512  # matrices of (replicates, rows, T): a few hundred kB each
+_MATRICES: OrderedDict = OrderedDict()
 
 
 def observed(rows: Sequence[ClipScores], datasets: Sequence[str], direction: str,

@@ -115,25 +115,32 @@ class RetrievalEvaluator:
         was_training = model.training
         model.eval()
         try:
-            result = Evaluation({}, ClipScores())
             sets = [(exp.dataset.dataset_name[0], *self.embed(model, exp.dataset))
                     for exp in test_stream]
-            for name, audio, text, owner in sets:
-                self._add(result, name, score_set(audio, text, owner, chunk=self.chunk))
-            if self.union:
-                offsets = np.cumsum([0] + [len(a) for _, a, _, _ in sets])
-                gallery = Gallery(torch.cat([a for _, a, _, _ in sets]),
-                                  torch.cat([t for _, _, t, _ in sets]),
-                                  torch.cat([o + int(off) for (*_, o), off
-                                             in zip(sets, offsets, strict=False)]))
-                for (name, audio, text, owner), off in zip(sets, offsets, strict=False):
-                    gallery.offset = int(off)
-                    self._add(result, union_key(name), score_set(
-                        audio, text, owner, chunk=self.chunk, gallery=gallery))
-            return result
+            return score_embedded(sets, union=self.union, chunk=self.chunk)
         finally:
             model.train(was_training)
 
-    @staticmethod
-    def _add(result: Evaluation, key: str, scored: tuple) -> None:
+
+def score_embedded(sets: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]], *,
+                   union: bool, chunk: int = 1024) -> Evaluation:
+    """Every test set's scores from its (name, clip embeddings, caption embeddings,
+    caption -> clip row): against its own candidates, and with `union` also against the
+    union of every set's candidates (under `union:<name>`)."""
+    result = Evaluation({}, ClipScores())
+
+    def add(key: str, scored: tuple) -> None:
         result.scores[key], result.clips.sums[key], result.clips.counts[key] = scored
+
+    for name, audio, text, owner in sets:
+        add(name, score_set(audio, text, owner, chunk=chunk))
+    if union:
+        offsets = np.cumsum([0] + [len(a) for _, a, _, _ in sets])
+        gallery = Gallery(torch.cat([a for _, a, _, _ in sets]),
+                          torch.cat([t for _, _, t, _ in sets]),
+                          torch.cat([o + int(off) for (*_, o), off
+                                     in zip(sets, offsets, strict=False)]))
+        for (name, audio, text, owner), off in zip(sets, offsets, strict=False):
+            gallery.offset = int(off)
+            add(union_key(name), score_set(audio, text, owner, chunk=chunk, gallery=gallery))
+    return result

@@ -26,6 +26,8 @@ import functools
 import hashlib
 import json
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +47,28 @@ from tail_bench.streams.tail.layouts import (
     WAVCAPS_SOURCES,
     detect,
 )
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a fixture holds. The default is the small root the tests use; the full-size
+    rehearsal (benchmarks/scale.py) writes the published sizes with a `pool` of distinct
+    generated clips that the files cycle through (each at its own gain, captions numbered
+    past the pool), at each data set's usual rate and file length."""
+
+    sizes: tuple[int, int, int] = (12, 4, 6)  # AudioCaps and Clotho train/val/test clips
+    clotho_sizes: tuple[int, int, int] | None = None  # None: `sizes`
+    wavcaps_items: tuple[int, int] = (60, 60)  # BBC, AudioSet_SL (split by hash)
+    seconds: tuple[float, float, float, float] = (2.0, 2.0, 2.0, 2.0)  # file length
+    rates: tuple[int, int, int, int] = (32_000, 44_100, 48_000, 16_000)
+    pool: int | None = None  # distinct clips per data set and split (None: every file)
+
+    def rate(self, dataset: str) -> int:
+        return self.rates[DATASETS.index(dataset)]
+
+    def length(self, dataset: str) -> float:
+        return self.seconds[DATASETS.index(dataset)]
+
 
 BREAKS = ("missing-column", "missing-file", "corrupt-file", "empty-caption", "duplicate-id",
           "empty-audio", "outside-path")
@@ -81,9 +105,21 @@ def _ytid(i: int) -> str:
 
 
 @functools.cache  # the same clips for every layout a process writes
-def _pairs(domain: str, split: str, n: int, seed: int):
+def _pairs(domain: str, split: str, n: int, seed: int, seconds: float):
     d = next(x for x in synth.DOMAINS if x.key == domain)
-    return synth.generate(d, split, n, seconds=2.0, seed=seed)
+    return synth.generate(d, split, n, seconds=seconds, seed=seed)
+
+
+def _clips(domain: str, split: str, n: int, seed: int, spec: Spec
+           ) -> Iterator[tuple[np.ndarray, list[str]]]:
+    """(wave at 16 kHz, captions) of `n` files; past the pool, a generated clip comes back
+    at another gain with its captions numbered, so files and captions stay distinct."""
+    m = n if spec.pool is None else min(n, spec.pool)
+    p = _pairs(domain, split, m, seed, spec.length(domain))
+    for i in range(n):
+        k, lap = i % m, i // m
+        caps = [c if not lap else f"{c} (take {lap + 1})" for c in _captions(p, k)]
+        yield (p.clips[k] if not lap else p.clips[k] * (0.5 + 0.5 / lap)), caps
 
 
 def _captions(p, i: int) -> list[str]:
@@ -105,22 +141,21 @@ def layouts_of(layout: str | dict[str, str]) -> dict[str, str]:
             for d, v in per.items()}
 
 
-def _audiocaps(root: Path, layout: str, sizes, seed: int) -> list[str]:
-    test_ids = []
-    for split, n in zip(SPLITS, sizes, strict=True):
-        p = _pairs("audiocaps", split, n, seed)
+def _audiocaps(root: Path, layout: str, spec: Spec, seed: int) -> list[str]:
+    test_ids, rate = [], spec.rate("audiocaps")
+    for split, n in zip(SPLITS, spec.sizes, strict=True):
         rows, clips = [], []
-        for i in range(n):
-            yt = _ytid(1000 * SPLITS.index(split) + i)
+        for i, (wave, caps) in enumerate(_clips("audiocaps", split, n, seed, spec)):
+            yt = _ytid(1000 * SPLITS.index(split) + i) if n < 1000 else _ytid(
+                10**6 * SPLITS.index(split) + i)
             if split == "test":
                 test_ids.append(yt)
-            caps = _captions(p, i)
             rows += [[f"{split[:2]}{i}{k}", yt, "30", c] for k, c in enumerate(caps)]
             clips.append((f"Y{yt}.wav", caps))
             audio = {"original": f"audiocaps/audio/{split}/Y{yt}.wav",
-                     "aac-datasets": f"AUDIOCAPS/audio_32000Hz/{split}/{yt}_30.flac",
+                     "aac-datasets": f"AUDIOCAPS/audio_{rate}Hz/{split}/{yt}_30.flac",
                      "wavcaps": f"AudioCaps/waveforms/{split}/Y{yt}.wav"}[layout]
-            _write(root / audio, p.clips[i], 32_000)
+            _write(root / audio, wave, rate)
         header = ["audiocap_id", "youtube_id", "start_time", "caption"]
         if layout == "original":
             _csv(root / "audiocaps" / f"{split}.csv", header, rows)
@@ -146,31 +181,32 @@ def _retrieval_files(folder: Path, name: str, split: str,
          [[f, *caps] for f, caps in clips])
 
 
-def _clotho(root: Path, layout: str, sizes, seed: int) -> None:
-    for split, n in zip(SPLITS, sizes, strict=True):
+def _clotho(root: Path, layout: str, spec: Spec, seed: int) -> None:
+    for split, n in zip(SPLITS, spec.clotho_sizes or spec.sizes, strict=True):
         name = CLOTHO_SPLITS[split]
-        p = _pairs("clotho", split, n, seed)
-        clips = [(f"Field rec, {name} take {i} (stereo).wav", _captions(p, i))
-                 for i in range(n)]
+        clips = list(_clips("clotho", split, n, seed, spec))
+        names = [f"Field rec, {name} take {i} (stereo).wav" for i in range(n)]
         folder = {"original": root / "clotho" / name,
                   "aac-datasets": root / "CLOTHO_v2.1" / "clotho_audio_files" / name,
                   "wavcaps": root / "Clotho" / "waveforms" / split}[layout]
-        for i, (fname, _) in enumerate(clips):
-            _write(folder / fname, p.clips[i], 44_100, channels=2)
+        for fname, (wave, _) in zip(names, clips, strict=True):
+            _write(folder / fname, wave, spec.rate("clotho"), channels=2)
+        rows = [(f, caps) for f, (_, caps) in zip(names, clips, strict=True)]
         header = ["file_name", *(f"caption_{k}" for k in range(1, 6))]
         csv_name = f"clotho_captions_{name}.csv"
         if layout == "original":
-            _csv(root / "clotho" / csv_name, header, [[f, *c] for f, c in clips])
+            _csv(root / "clotho" / csv_name, header, [[f, *c] for f, c in rows])
         elif layout == "aac-datasets":
             _csv(root / "CLOTHO_v2.1" / "clotho_csv_files" / csv_name, header,
-                 [[f, *c] for f, c in clips])
+                 [[f, *c] for f, c in rows])
         else:
-            _retrieval_files(root / "Clotho", "Clotho", split, clips)
+            _retrieval_files(root / "Clotho", "Clotho", split, rows)
 
 
-def _wavcaps(root: Path, key: str, layout: str, items_n: int, seed: int, test_ids: list[str],
+def _wavcaps(root: Path, key: str, layout: str, spec: Spec, seed: int, test_ids: list[str],
              hf_cache: Path) -> None:
-    source, rate = WAVCAPS_SOURCES[key], {"bbc": 48_000, "audioset": 16_000}[key]
+    source, rate = WAVCAPS_SOURCES[key], spec.rate(key)
+    items_n = spec.wavcaps_items[0 if key == "bbc" else 1]
     if layout == "aac-datasets":  # the Hugging Face snapshot, linked as WavCaps/
         base = hf_cache / HF_SNAPSHOT
         audio = base / "Audio" / source
@@ -179,22 +215,23 @@ def _wavcaps(root: Path, key: str, layout: str, items_n: int, seed: int, test_id
             os.symlink(os.path.abspath(base), root / "WavCaps", target_is_directory=True)
     else:
         base, audio = root / "wavcaps", root / "wavcaps" / "audio" / source
-    p = _pairs(key, "train", items_n, seed)
     items = []
-    for i in range(items_n):
+    for i, (wave, (caption,)) in enumerate(_clips(key, "train", items_n, seed, spec)):
         if key == "bbc":
             cid = stem = f"{7066104 + i:08d}"
-            items.append({"id": cid, "caption": p.captions[i], "description": p.captions[i],
-                          "category": "['Machines']", "duration": 2.0,
+            items.append({"id": cid, "caption": caption, "description": caption,
+                          "category": "['Machines']", "duration": spec.length(key),
                           "audio": "wav_path", "download_link": "placeholder"})
         else:
             # two from AudioCaps test videos, two from train videos (AudioCaps train
             # clips 0 and 2, whose AudioSet ids hash to test and val), then new videos
-            yt = test_ids[i] if i < 2 else _ytid(2 * (i - 2)) if i < 4 else _ytid(5000 + i)
+            yt = (test_ids[i] if i < min(2, len(test_ids)) else
+                  _ytid(2 * (i - 2)) if 2 <= i < 4 and spec.sizes[0] > 2 else
+                  _ytid(5000 + i if items_n < 5000 else 10**7 + i))
             cid, stem = f"Y{yt}.wav", f"Y{yt}"
-            items.append({"id": cid, "caption": p.captions[i], "audio": "wav_path",
-                          "duration": 2.0})
-        _write(audio / f"{stem}.flac", p.clips[i], rate)
+            items.append({"id": cid, "caption": caption, "audio": "wav_path",
+                          "duration": spec.length(key)})
+        _write(audio / f"{stem}.flac", wave, rate)
     text = json.dumps({"num_captions_per_audio": 1, "data": items})
     path = base / "json_files" / source / WAVCAPS_JSON[key]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -203,22 +240,23 @@ def _wavcaps(root: Path, key: str, layout: str, items_n: int, seed: int, test_id
             text.encode()).hexdigest()
         blob.parent.mkdir(parents=True, exist_ok=True)
         blob.write_text(text)
+        path.unlink(missing_ok=True)
         os.symlink(os.path.relpath(blob, path.parent), path)
     else:
         path.write_text(text)
 
 
 def write_fixture(root: Path, *, layout: str | dict[str, str] = "original",
-                  sizes=(12, 4, 6), wavcaps_items: int = 60, seed: int = 0,
-                  breaks: tuple[str, ...] = (), hf_cache: Path | None = None) -> Path:
+                  spec: Spec = Spec(), seed: int = 0, breaks: tuple[str, ...] = (),
+                  hf_cache: Path | None = None) -> Path:
     """The same clips and captions in `layout` (see the module docstring)."""
     root = Path(root)
     per = layouts_of(layout)
     hf_cache = Path(hf_cache) if hf_cache is not None else root / ".hf-cache"
-    test_ids = _audiocaps(root, per["audiocaps"], sizes, seed)
-    _clotho(root, per["clotho"], sizes, seed)
+    test_ids = _audiocaps(root, per["audiocaps"], spec, seed)
+    _clotho(root, per["clotho"], spec, seed)
     for key in WAVCAPS_SOURCES:
-        _wavcaps(root, key, per[key], wavcaps_items, seed, test_ids, hf_cache)
+        _wavcaps(root, key, per[key], spec, seed, test_ids, hf_cache)
     for kind in breaks:
         _break(root, kind)
     return root
