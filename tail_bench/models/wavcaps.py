@@ -37,6 +37,12 @@ HEADS = ("audio_proj.", "text_proj.")
 DEFAULT_AUDIO = {"sr": 32000, "n_fft": 1024, "hop_length": 320, "f_min": 50, "f_max": 14000,
                  "n_mels": 64, "max_length": 10}
 TEXT_MAX_TOKENS = 30  # WavCaps' TextEncoder truncates captions there
+# the HTS-AT of WavCaps' AudioEncoder, as ClapAudioConfig arguments (what audio_config reads
+# from its weights; tested)
+HTSAT = {"spec_size": 256, "num_mel_bins": 64, "window_size": 8, "patch_size": 4,
+         "patch_stride": [4, 4], "patch_embeds_hidden_size": 96, "depths": [2, 2, 6, 2],
+         "num_attention_heads": [4, 8, 16, 32], "hidden_size": 768, "drop_path_rate": 0.1,
+         "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
 MEL_ATOL = 1e-6  # a stored filterbank against the one its settings give (float32 rounding)
 
 _SPACE_BEFORE_PUNCT = re.compile(r'\s([,.!?;:"](?:\s|$))')
@@ -144,8 +150,6 @@ def wavcaps_backbone(checkpoint: dict, text_dir, *, name: str, device="cpu"):
     from transformers import AutoModel, ClapAudioConfig, ClapAudioModel
 
     from tail_bench.models.checkpoints import load_exactly, text_directory
-    from tail_bench.models.dual import DualEncoder
-    from tail_bench.models.hf import ClapAudioTower, HFTextTower
 
     state, config = checkpoint["model"], checkpoint.get("config")
     audio = {k[len(AUDIO):]: v for k, v in state.items() if k.startswith(AUDIO)}
@@ -179,13 +183,35 @@ def wavcaps_backbone(checkpoint: dict, text_dir, *, name: str, device="cpu"):
         heads[prefix] = head(state, prefix)
         load_exactly(heads[prefix], {k[len(prefix):]: v for k, v in state.items()
                                      if k.startswith(prefix)}, where=name, prefix=prefix)
-    temp = float(state["temp"])
-    model = DualEncoder(
-        audio=ClapAudioTower(clap_audio, fe),
-        text=HFTextTower(text_model, tokenizer, max_length=TEXT_MAX_TOKENS, pool="cls",
+    return assemble(clap_audio, text_model, tokenizer, audio_head=heads["audio_proj."],
+                    text_head=heads["text_proj."], temp=float(state["temp"]), args=args,
+                    name=name).to(device).eval()
+
+
+def assemble(audio: nn.Module, text: nn.Module, tokenizer, *, audio_head: nn.Module,
+             text_head: nn.Module, temp: float, args: dict[str, Any], name: str):
+    """The one way a WavCaps model becomes a DualEncoder (checkpoint files, benchmarks)."""
+    from tail_bench.models.dual import DualEncoder
+    from tail_bench.models.hf import ClapAudioTower, HFTextTower
+
+    return DualEncoder(
+        audio=ClapAudioTower(audio, frontend(args)),
+        text=HFTextTower(text, tokenizer, max_length=TEXT_MAX_TOKENS, pool="cls",
                          normalize=wavcaps_caption),
-        audio_head=heads["audio_proj."], text_head=heads["text_proj."],
-        logit_scale=math.log(1 / temp),
+        audio_head=audio_head, text_head=text_head, logit_scale=math.log(1 / temp),
         meta={"backbone": name, "sample_rate": int(args["sr"]),
               "clip_seconds": float(args["max_length"])})
-    return model.to(device).eval()
+
+
+def random_backbone(text_config, tokenizer, *, name: str, embed_size: int = 1024):
+    """WavCaps' HTS-AT (`HTSAT`) and a text model of `text_config` with random weights and
+    WavCaps' heads and settings: the architecture of HTSAT-BERT for benchmarks."""
+    from transformers import AutoModel, ClapAudioConfig, ClapAudioModel
+
+    audio = ClapAudioModel(ClapAudioConfig(**HTSAT))
+    text = AutoModel.from_config(text_config, add_pooling_layer=False)
+    mlp = lambda width: nn.Sequential(nn.Linear(width, embed_size), nn.ReLU(),  # noqa: E731
+                                      nn.Linear(embed_size, embed_size))
+    return assemble(audio, text, tokenizer, audio_head=mlp(audio.config.hidden_size),
+                    text_head=mlp(text_config.hidden_size), temp=0.07, args=DEFAULT_AUDIO,
+                    name=name)
