@@ -22,7 +22,7 @@ import torch
 
 from tail_bench.errors import BackboneError
 
-_NUMPY_SCALAR = np._core.multiarray.scalar
+_NUMPY_SCALAR = (np._core if hasattr(np, "_core") else np.core).multiarray.scalar
 _NUMPY = [np.dtype, *(getattr(np.dtypes, n) for n in np.dtypes.__all__)]
 # what `torch.load(weights_only=True)` needs besides its defaults; numpy 1 pickles name the
 # scalar constructor numpy.core.multiarray.scalar, numpy 2 numpy._core.multiarray.scalar

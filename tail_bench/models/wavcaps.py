@@ -149,7 +149,7 @@ def wavcaps_backbone(checkpoint: dict, text_dir, *, name: str, device="cpu"):
     Hugging Face directory of its text model (config.json and tokenizer)."""
     from transformers import AutoModel, ClapAudioConfig, ClapAudioModel
 
-    from tail_bench.models.checkpoints import load_exactly, text_directory
+    from tail_bench.models.checkpoints import key_report, load_exactly, text_directory
 
     state, config = checkpoint["model"], checkpoint.get("config")
     audio = {k[len(AUDIO):]: v for k, v in state.items() if k.startswith(AUDIO)}
@@ -167,8 +167,6 @@ def wavcaps_backbone(checkpoint: dict, text_dir, *, name: str, device="cpu"):
     known = (AUDIO, TEXT, *HEADS, "temp")
     unexpected = [k for k in state if not k.startswith(known)]
     if missing or unexpected:
-        from tail_bench.models.checkpoints import key_report
-
         raise BackboneError(f"{name}: not a WavCaps retrieval checkpoint: "
                             f"{key_report(missing, unexpected)}")
 
