@@ -163,7 +163,11 @@ def test_ptat_and_finetune_run_on_the_tail_fixture(dirs, tmp_path, _cache):
     from tail_bench.streams.fixture import write_fixture
 
     root = write_fixture(tmp_path / "root")
-    path = wavcaps_file(dirs["root"] / "small.pt", small=True)
+    path = wavcaps_file(dirs["root"] / "small.pt", small=True)  # 16 kHz, 1 s
+    with pytest.raises(SystemExit) as prepared:  # its cache: 16 kHz, 1 s, from the file
+        main(["prepare", "--data-root", str(root), "--cache", "--backbone", str(path),
+              "--workers", "1", "--out", str(tmp_path / "prepared"), "--no-progress"])
+    assert prepared.value.code == 0
     out = tmp_path / "run"
     main(["run", "--benchmark", "tail", "--data-root", str(root), "--backbone", str(path),
           "--text-model", str(dirs["bert"]), "--strategy", "ptat", "--baselines", "finetune",
@@ -178,6 +182,14 @@ def test_ptat_and_finetune_run_on_the_tail_fixture(dirs, tmp_path, _cache):
     full = by["finetune"]["cost"]["trainable_params"]
     assert full == by["finetune"]["cost"]["backbone_params"]
     assert 0 < by["ptat"]["cost"]["trainable_params"] < full / 100
+    # a checkpoint trained at another rate than the prepared cache: refused before any work
+    other = wavcaps_file(tmp_path / "32k.pt", sr=32000, with_config=False)
+    with pytest.raises(SystemExit, match="built for 16000 Hz, 1 s clips, but the backbone "
+                                         "reads 32000 Hz, 10 s clips"):
+        main(["run", "--benchmark", "tail", "--data-root", str(root), "--backbone",
+              str(other), "--text-model", str(dirs["bert"]), "--strategy", "ptat",
+              "--preset", "quick", "--out", str(tmp_path / "no"), "--no-progress"])
+    assert not (tmp_path / "no").exists()
 
 
 def _refused(tmp_path, state, **kw):
