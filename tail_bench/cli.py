@@ -84,7 +84,8 @@ def cmd_list(a: argparse.Namespace) -> None:
     print("streams (--benchmark):")
     for name, text in BENCHMARKS.items():
         print(f"  {name:<10} {text}")
-    print("backbones (or a local checkpoint directory):")
+    print("backbones (or a local checkpoint directory, or a WavCaps / LAION-CLAP .pt file "
+          "with --text-model DIR):")
     for name, c in BACKBONES.items():
         print(f"  {name:<12} width {c.width}, depth {c.depth}, embed {c.embed_dim}")
     print("presets:")

@@ -72,7 +72,13 @@ class RunConfig:
                              "max(batch size, 64))")
     out: Path | None = option(None, type=Path,
                               help="run directory (default results/runs/<time>)")
-    backbone: str | None = option(None, help="backbone name or local checkpoint directory")
+    backbone: str | None = option(None, help="backbone name, local checkpoint directory, or "
+                                             "WavCaps / LAION-CLAP .pt file")
+    text_model: Path | None = option(
+        None, type=Path, metavar="DIR",
+        help="a .pt backbone's text model: a local Hugging Face directory with its config.json "
+             "and tokenizer (e.g. bert-base-uncased for WavCaps' HTSAT-BERT, roberta-base for "
+             "LAION-CLAP); the weights come from the .pt")
     order: list[str] | None = option(None, kind="csv",
                                      help="comma list of data sets: the stream's order (or "
                                           "subset)")

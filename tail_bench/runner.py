@@ -206,7 +206,7 @@ def run(cfg: RunConfig, *, resume: bool = False) -> Path:
     for building in (True, False):  # rank 0 pretrains (or loads) first, the others load
         if building == main:
             base = build_backbone(backbone_name, device=run_as.device,
-                                  progress=run_as.progress)
+                                  progress=run_as.progress, text_model=cfg.text_model)
         distributed.barrier()
     evaluator = RetrievalEvaluator(batch_size=run_as.eval_batch, num_workers=cfg.workers,
                                    progress=run_as.progress, precision=run_as.precision,

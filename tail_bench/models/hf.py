@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import types
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -39,12 +40,13 @@ class HFTextTower(nn.Module):
     depth = 0  # deep prompts are implemented for the embedded towers only
 
     def __init__(self, model: nn.Module, tokenizer, max_length: int = 64,
-                 pool: str = "cls") -> None:
+                 pool: str = "cls", normalize: Callable[[str], str] | None = None) -> None:
         """pool: "cls" (the first token's last hidden state) or "pooler" (the model's own
-        pooler on it, as CLAP's text features use)."""
+        pooler on it, as CLAP's text features use). normalize: applied to each caption
+        before tokenizing (the text cleaning a checkpoint was trained with)."""
         super().__init__()
         self.model, self.tokenizer, self.max_length = model, tokenizer, max_length
-        self.width, self.pool = model.config.hidden_size, pool
+        self.width, self.pool, self.normalize = model.config.hidden_size, pool, normalize
 
     @classmethod
     def from_pretrained(cls, path: Path, max_length: int = 64) -> HFTextTower:
@@ -58,6 +60,8 @@ class HFTextTower(nn.Module):
                    max_length)
 
     def tokenize(self, texts: list[str], device: torch.device | str) -> dict[str, Tensor]:
+        if self.normalize is not None:
+            texts = [self.normalize(t) for t in texts]
         enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
                              return_tensors="pt")
         return {"input_ids": to_device(enc["input_ids"], device),
@@ -150,7 +154,14 @@ def _prefixed_attention(self, hidden_states, attention_mask=None, output_attenti
 
 
 class ClapAudioTower(nn.Module):
-    """HTS-AT from a CLAP checkpoint, prompts as prefix keys/values of its last stage."""
+    """HTS-AT from a CLAP checkpoint, prompts as prefix keys/values of its last stage.
+
+    A fused CLAP (`enable_fusion`) takes what `ClapFusionMel` makes: one channel for clips
+    that fit the window (its global branch alone, as HF runs a clip it does not mark
+    longer), four (whole clip shrunk, three crops) for longer ones, which go through the
+    fusion block. HF's extractor also marks one random clip of a batch without longer ones
+    "longer"; here a batch never is (CHOICE: a clip's embedding must not depend on its
+    batch; laion_clap itself does the same outside training)."""
 
     depth = 0
 
@@ -171,10 +182,14 @@ class ClapAudioTower(nn.Module):
     def forward(self, features: Tensor, *, prefix: Prompt = None) -> Tensor:
         _shallow(prefix)
         expect_features(features, 4)
+        is_longer = None
+        if self.model.config.enable_fusion:
+            is_longer = torch.full((features.shape[0], 1), features.shape[1] == 4,
+                                   device=features.device)
         for a in self._attn:
             a.prefix = prefix
         try:
-            return self.model(input_features=features).pooler_output
+            return self.model(input_features=features, is_longer=is_longer).pooler_output
         finally:
             for a in self._attn:
                 a.prefix = None
@@ -205,14 +220,20 @@ def _load(loader, path: Path, what: str):
                             "model.safetensors, tokenizer and preprocessor_config.json)") from err
 
 
-def clap_backbone(clap: nn.Module, extractor, tokenizer, *, name: str) -> DualEncoder:
+def clap_backbone(clap: nn.Module, extractor, tokenizer, *, name: str,
+                  text_max_length: int = 64) -> DualEncoder:
     """A `ClapModel` with its feature extractor and tokenizer as a DualEncoder: the one way to
-    build one (checkpoint directories and benchmarks/throughput.py). `name` goes in meta."""
-    if clap.config.audio_config.enable_fusion:
-        raise BackboneError(f"{name}: config.json has audio_config.enable_fusion=true (a fused "
-                            "CLAP checkpoint); only unfused CLAP is supported")
+    build one (checkpoint directories and files, benchmarks/throughput.py). `name` goes in
+    meta. A fused model needs the fusion front-end and an unfused one the other."""
+    fused = bool(clap.config.audio_config.enable_fusion)
+    if fused != (extractor.truncation == "fusion"):
+        raise BackboneError(
+            f"{name}: audio_config.enable_fusion={str(fused).lower()} but the feature "
+            f"extractor has truncation={extractor.truncation!r}; expected "
+            f"{'fusion' if fused else 'rand_trunc'} (preprocessor_config.json)")
     return DualEncoder(audio=ClapAudioTower(clap.audio_model, frontend_for(extractor)),
-                       text=HFTextTower(clap.text_model, tokenizer, pool="pooler"),
+                       text=HFTextTower(clap.text_model, tokenizer, pool="pooler",
+                                        max_length=text_max_length),
                        audio_head=clap.audio_projection, text_head=clap.text_projection,
                        logit_scale=clap.logit_scale_a.item(),
                        meta={"backbone": name, "sample_rate": extractor.sampling_rate,
