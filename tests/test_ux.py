@@ -146,6 +146,12 @@ def test_a_clap_directory_without_weights_is_named(tmp_path):
 
     ClapConfig().to_json_file(str(tmp_path / "config.json"))
     msg = _error(["run", "--strategy", "zeroshot", "--backbone", str(tmp_path), *QUICK])
+    # found before any work, where the audio settings are read
+    assert f"{tmp_path / 'preprocessor_config.json'}: not found" in msg and "\n" not in msg
+    from transformers import ClapFeatureExtractor
+
+    ClapFeatureExtractor().save_pretrained(tmp_path)
+    msg = _error(["run", "--strategy", "zeroshot", "--backbone", str(tmp_path), *QUICK])
     assert f"{tmp_path}: cannot load its weights" in msg and "\n" not in msg
 
 

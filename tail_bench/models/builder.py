@@ -44,6 +44,37 @@ def build_backbone(spec: str, *, device: torch.device | str = "cpu", force_pretr
     raise AssertionError("unreachable")
 
 
+def model_config(path: Path) -> dict:
+    """A Hugging Face directory's config.json, checked (its errors name the file)."""
+    file = path / "config.json"
+    if not file.exists():
+        raise BackboneError(f"{path}: no config.json; expected a Hugging Face model "
+                            "directory saved with save_pretrained")
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BackboneError(f"{file}: not valid JSON ({err})") from err
+    if not isinstance(config, dict):
+        raise BackboneError(f"{file}: expected a JSON object (a model config)")
+    return config
+
+
+def directory_kind(path: Path) -> str:
+    """`clap` (a CLAP directory) or `pair` (audio/ holding an AST, and text/), checked."""
+    if (path / "audio").is_dir() and (path / "text").is_dir():
+        kind = model_config(path / "audio").get("model_type")
+        if kind != "audio-spectrogram-transformer":
+            raise BackboneError(f"{path / 'audio'}: model_type {kind!r}; expected "
+                                "'audio-spectrogram-transformer'")
+        return "pair"
+    kind = model_config(path).get("model_type")
+    if kind != "clap":
+        raise BackboneError(f"{path}: model_type {kind!r}; expected a CLAP checkpoint "
+                            "directory (model_type 'clap') or a folder with audio/ and text/ "
+                            "subfolders")
+    return "clap"
+
+
 def _extractor_config(path: Path) -> dict:
     file = path / "preprocessor_config.json"
     try:
@@ -72,7 +103,7 @@ def audio_settings(spec: str) -> tuple[int, float]:
         from tail_bench.models.checkpoints import file_audio_settings
 
         return file_audio_settings(path)
-    if (path / "audio").is_dir() and (path / "text").is_dir():  # AST: 10 ms fbank frames
+    if directory_kind(path) == "pair":  # AST: 10 ms fbank frames
         config = _extractor_config(path / "audio")
         return config["sampling_rate"], config.get("max_length", 1024) * 0.01
     config = _extractor_config(path)  # CLAP: nb_max_samples at sampling_rate

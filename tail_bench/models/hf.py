@@ -14,7 +14,6 @@ on the wave's device. Weights load through `from_pretrained(local_files_only=Tru
 
 from __future__ import annotations
 
-import json
 import math
 import types
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from torch import Tensor, nn
 from transformers.masking_utils import create_bidirectional_mask
 
 from tail_bench.errors import BackboneError
+from tail_bench.models.builder import directory_kind
 from tail_bench.models.dual import DualEncoder
 from tail_bench.models.encoder import Prompt, post_slots, put_at
 from tail_bench.models.frontends import FrontEnd, expect_features, frontend_for
@@ -195,20 +195,6 @@ class ClapAudioTower(nn.Module):
                 a.prefix = None
 
 
-def _config(path: Path) -> dict:
-    file = path / "config.json"
-    if not file.exists():
-        raise BackboneError(f"{path}: no config.json; expected a Hugging Face model "
-                            "directory saved with save_pretrained")
-    try:
-        config = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BackboneError(f"{file}: not valid JSON ({err})") from err
-    if not isinstance(config, dict):
-        raise BackboneError(f"{file}: expected a JSON object (a model config)")
-    return config
-
-
 def _load(loader, path: Path, what: str):
     """`loader.from_pretrained(path)`, offline; a directory without weights (or tokenizer, or
     preprocessor config) is named instead of surfacing as a raw OSError."""
@@ -247,20 +233,14 @@ def load_local_backbone(path: Path, *, device: torch.device) -> DualEncoder:
     from transformers import AutoFeatureExtractor, AutoModel, AutoTokenizer
 
     path = Path(path)
-    is_pair = (path / "audio").is_dir() and (path / "text").is_dir()
-    kind = None if is_pair else _config(path).get("model_type")
-    if kind == "clap":
+    if directory_kind(path) == "clap":
         from transformers import ClapModel
 
         clap = _load(ClapModel, path, "weights")
         extractor = _load(AutoFeatureExtractor, path, "feature extractor")
         tokenizer = _load(AutoTokenizer, path, "tokenizer")
         model = clap_backbone(clap, extractor, tokenizer, name=str(path))
-    elif is_pair:
-        kind = _config(path / "audio").get("model_type")
-        if kind != "audio-spectrogram-transformer":
-            raise BackboneError(f"{path / 'audio'}: model_type {kind!r}; expected "
-                                "'audio-spectrogram-transformer'")
+    else:
         audio = _load(AutoModel, path / "audio", "weights")
         extractor = _load(AutoFeatureExtractor, path / "audio", "feature extractor")
         seconds = extractor.max_length * 0.01  # fbank frames of 10 ms
@@ -268,8 +248,4 @@ def load_local_backbone(path: Path, *, device: torch.device) -> DualEncoder:
                             text=HFTextTower.from_pretrained(path / "text"),
                             meta={"backbone": str(path), "sample_rate": extractor.sampling_rate,
                                   "clip_seconds": seconds})
-    else:
-        raise BackboneError(f"{path}: model_type {kind!r}; expected a CLAP checkpoint "
-                            "directory (model_type 'clap') or a folder with audio/ and text/ "
-                            "subfolders")
     return model.to(device).eval()
