@@ -75,14 +75,15 @@ def spec_for(fraction: float, pool: int):
 
 
 class PeakRSS:
-    """Samples the resident memory of a process and its children (sum, and the largest
-    single process) every `every` seconds."""
+    """Samples the memory of a process and its children every `every` seconds: the peak
+    of their summed resident memory (which counts shared libraries once per process), of
+    their summed private memory (USS: what they hold alone), and of the largest one."""
 
-    def __init__(self, pid: int, every: float = 0.1) -> None:
+    def __init__(self, pid: int, every: float = 0.25) -> None:
         import psutil
 
         self.proc, self.every = psutil.Process(pid), every
-        self.total = self.largest = 0
+        self.total = self.private = self.largest = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -91,13 +92,14 @@ class PeakRSS:
 
         while not self._stop.is_set():
             try:
-                procs = [self.proc, *self.proc.children(recursive=True)]
-                rss = [p.memory_info().rss for p in procs]
+                mem = [p.memory_full_info() for p in
+                       [self.proc, *self.proc.children(recursive=True)]]
             except psutil.Error:
-                rss = []
-            if rss:
-                self.total, self.largest = max(self.total, sum(rss)), max(self.largest,
-                                                                          max(rss))
+                mem = []
+            if mem:
+                self.total = max(self.total, sum(m.rss for m in mem))
+                self.private = max(self.private, sum(m.uss for m in mem))
+                self.largest = max(self.largest, max(m.rss for m in mem))
             self._stop.wait(self.every)
 
     def __enter__(self) -> PeakRSS:
@@ -119,6 +121,7 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> dict:
     if proc.returncode not in (0, 1):  # 1: problems in the data (reported, not a failure)
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-3000:]}")
     return {"seconds": time.perf_counter() - start, "peak_rss_mb": peak.total / 2**20,
+            "peak_private_mb": peak.private / 2**20,
             "largest_process_mb": peak.largest / 2**20, "output": out}
 
 
@@ -128,6 +131,7 @@ def clap_stub(folder: Path, sample_rate: int, seconds: float) -> Path:
     from transformers import ClapFeatureExtractor
 
     ClapFeatureExtractor(sampling_rate=sample_rate, max_length_s=seconds).save_pretrained(folder)
+    (folder / "config.json").write_text('{"model_type": "clap"}')
     return folder
 
 
@@ -144,13 +148,17 @@ def measure_prepare(root: Path, backbone: Path, workers: int, cache: Path, out: 
     cmd = [sys.executable, "-m", "tail_bench", "prepare", "--data-root", str(root),
            "--cache", "--backbone", str(backbone), "--workers", str(workers), "--on-error",
            "skip", "--out", str(out), "--no-progress"]
+    shutil.rmtree(out, ignore_errors=True)
     r = run_measured(cmd, env)
+    if not (out / "prepare-report.json").is_file():
+        raise RuntimeError(f"{' '.join(cmd)} wrote no report:\n{r['output'][-3000:]}")
     report = json.loads((out / "prepare-report.json").read_text())
     built = report["cache"]
     return {"workers": workers, "clips": built["clips"], "seconds": r["seconds"],
             "decode_seconds": built["seconds"],
             "clips_per_s": built["clips"] / built["seconds"],
-            "peak_rss_mb": r["peak_rss_mb"], "largest_process_mb": r["largest_process_mb"],
+            "peak_rss_mb": r["peak_rss_mb"], "peak_private_mb": r["peak_private_mb"],
+            "largest_process_mb": r["largest_process_mb"],
             "cache_bytes": built["bytes_on_disk"],
             "cache_bytes_per_clip": built["bytes_on_disk"] / built["clips"],
             "problems": len(report["problems"])}
@@ -259,7 +267,6 @@ def report_worker(factor: float, out: str, seeds: int, queue) -> None:
     import resource
 
     from tail_bench.config import RunConfig
-    from tail_bench.evaluation import bootstrap
     from tail_bench.evaluation.bootstrap import ClipScores
     from tail_bench.evaluation.galleries import union_key
     from tail_bench.reporting.results import RunStore, load_clips, load_run, write_derived
@@ -299,9 +306,10 @@ def report_worker(factor: float, out: str, seeds: int, queue) -> None:
                             sums = {m: rng.random(c) * n for m in
                                     ("R@1", "R@5", "R@10", "mAP@10")}
                             clips.sums[key][direction] = sums
-                            scores[key][direction] = {
+                            scores[key][direction] = {  # intervals: the evaluation's part
                                 m: {"value": float(v.sum() / n.sum()),
-                                    "ci95": list(bootstrap.ci(v, n))} for m, v in sums.items()}
+                                    "ci95": [float(v.sum() / n.sum())] * 2}
+                                for m, v in sums.items()}
                 store.add_row(entry, {"step": step, "after": None if step == 0 else
                                       datasets[step - 1], "scores": scores,
                                       "train_seconds": 1.0, "eval_seconds": 1.0}, clips)
@@ -486,7 +494,7 @@ def exponents(result: dict) -> dict[str, float | None]:
     return {
         "prepare seconds": exponent({d["growth"]: r["decode_seconds"]
                                      for d, r in zip(data, all_cores, strict=True)}),
-        "prepare peak memory": exponent({d["growth"]: r["peak_rss_mb"]
+        "prepare peak memory": exponent({d["growth"]: r["peak_private_mb"]
                                          for d, r in zip(data, all_cores, strict=True)}),
         "prepare largest process": exponent({d["growth"]: r["largest_process_mb"]
                                              for d, r in zip(data, all_cores, strict=True)}),
@@ -536,10 +544,12 @@ def render(result: dict, a: argparse.Namespace) -> str:
              f"{result['wall_seconds'] / 60:.1f} min.\n", "## prepare --cache\n"]
     rows = [[f"{d['growth']:g}x", r["clips"], r["workers"], f"{r['clips_per_s']:.1f}",
              f"{r['decode_seconds']:.1f}", f"{r['peak_rss_mb']:.0f}",
-             f"{r['largest_process_mb']:.0f}", f"{r['cache_bytes_per_clip'] / 1e3:.0f}"]
+             f"{r['peak_private_mb']:.0f}", f"{r['largest_process_mb']:.0f}",
+             f"{r['cache_bytes_per_clip'] / 1e3:.0f}"]
             for d in result["data"] for r in d["prepare"]]
     lines.append(markdown(rows, ["size", "clips", "workers", "clips/s", "decode s",
-                                 "peak RSS MB (all)", "largest process MB", "cache kB/clip"]))
+                                 "peak RSS MB (all)", "peak private MB (all)",
+                                 "largest process MB", "cache kB/clip"]))
     lines.append("\n## Loader (from the cache, batches of 64)\n")
     rows = [[f"{d['growth']:g}x", d["split"], r["workers"], r["state"], f"{r['clips_per_s']:.0f}"]
             for d in result["data"] for r in d["loader"]]
