@@ -14,6 +14,8 @@ Each file's own rate and channel count are used, whatever its siblings have.
 from __future__ import annotations
 
 import math
+import os
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,6 +38,58 @@ class AudioError(DataError):
         self.path = path
 
 
+def _wav_lie(path: Path) -> str | None:
+    """What a WAV header claims that its bytes contradict (libsndfile trusts the former,
+    or quietly clamps to the file's end): a data chunk larger than the file, a block size
+    other than channels x sample width, data not a whole number of frames."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+        size = os.fstat(f.fileno()).st_size
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    at, fmt = 12, None
+    while at + 8 <= len(head):
+        chunk, length = head[at:at + 4], struct.unpack("<I", head[at + 4:at + 8])[0]
+        if chunk == b"fmt " and at + 24 <= len(head):
+            channels, _, _, align, bits = struct.unpack("<HIIHH", head[at + 10:at + 24])
+            fmt = (channels, align, bits)
+        if chunk == b"data":
+            start = at + 8
+            if fmt is not None:
+                channels, align, bits = fmt
+                if align != channels * math.ceil(bits / 8):
+                    return (f"the header says {channels} channels of {bits} bits but blocks "
+                            f"of {align} bytes")
+                if length % align:
+                    return (f"the header's {length} data bytes are not whole frames of "
+                            f"{channels} channels")
+            if start + length > size:
+                held = (size - start) // max(1, fmt[1] if fmt else 1)
+                return (f"the header promises {length // max(1, fmt[1] if fmt else 1)} "
+                        f"frames, the file holds {held}")
+            return None
+        at += 8 + length + (length & 1)
+    return None
+
+
+def header_problem(path: Path) -> str | None:
+    """`kind: detail` when a file's header cannot be read, promises no samples, or claims
+    what its bytes contradict (the last claimed frame cannot be read); None when sound."""
+    try:
+        info = sf.info(str(path))
+        if info.frames <= 0:
+            return "empty audio: the file holds no samples"
+        lie = _wav_lie(Path(path)) if info.format in ("WAV", "WAVEX") else None
+        if lie is None:
+            with sf.SoundFile(str(path)) as f:  # the last claimed frame must be there
+                f.seek(info.frames - 1)
+                if len(f.read(1, dtype="int16")) != 1:
+                    lie = f"the header promises {info.frames} frames, fewer can be read"
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        return "unreadable audio: " + str(err).splitlines()[0]
+    return None if lie is None else f"unreadable audio: {lie}"
+
+
 def load_clip(path: Path, *, sample_rate: int, seconds: float) -> np.ndarray:
     n = round(seconds * sample_rate)
     try:
@@ -43,9 +97,14 @@ def load_clip(path: Path, *, sample_rate: int, seconds: float) -> np.ndarray:
         # what the clip needs, and a margin the resampler's kernel reads past it, so the
         # clip equals the start of the whole file resampled
         frames = min(info.frames, math.ceil(seconds * info.samplerate) + RESAMPLE_MARGIN)
+        lie = _wav_lie(Path(path)) if info.format in ("WAV", "WAVEX") else None
         data, rate = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as err:
         raise AudioError(path, f"unreadable audio ({err}); expected WAV, FLAC or OGG") from err
+    if lie is None and 0 < len(data) < frames:
+        lie = f"the header promises {info.frames} frames, the file holds {len(data)}"
+    if lie is not None:
+        raise AudioError(path, f"unreadable audio: {lie}")
     if data.size == 0:
         raise AudioError(path, "audio has no samples")
     mono = data.mean(axis=1)

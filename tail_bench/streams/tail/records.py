@@ -18,9 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import soundfile as sf
-
 from tail_bench.errors import ConfigError, DataError
+from tail_bench.streams.audio import header_problem
 from tail_bench.streams.tail.layouts import SPLITS, Found
 
 AUDIO_EXTS = ("", ".wav", ".flac", ".ogg")
@@ -63,6 +62,7 @@ class Split:
     split: str
     clips: list[Clip] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    row_ids: dict[str, tuple[int, Clip]] = field(default_factory=dict)  # AudioCaps' own ids
 
     def problem(self, clip: Clip | None, kind: str, file: str, row: int | None, item: str,
                 detail: str = "") -> None:
@@ -204,6 +204,7 @@ def read_audiocaps_rows(found: Found, split: str) -> Split:
             out.problem(clip, "duplicate id", str(path), line, yt,
                         f"start times {starts[yt]} and {start}")
         ids[row["audiocap_id"]] += 1
+        out.row_ids.setdefault(row["audiocap_id"], (line, clip))
         if ids[row["audiocap_id"]] == 2:
             out.problem(clip, "duplicate id", str(path), line, row["audiocap_id"])
         caption = row["caption"].strip()
@@ -323,23 +324,30 @@ def read_dataset(found: Found) -> dict[str, Split]:
     if found.format == "wavcaps-json":
         return read_wavcaps_json(found)
     reader = read_audiocaps_rows if found.format == "audiocaps-rows" else read_clip_rows
-    return {s: reader(found, s) for s in SPLITS}
+    splits = {s: reader(found, s) for s in SPLITS}
+    _ids_in_two_splits(splits)
+    return splits
 
 
-def _header(path: Path) -> str | None:
-    try:
-        frames = sf.info(str(path)).frames
-    except (sf.LibsndfileError, RuntimeError, OSError) as err:
-        return "unreadable audio: " + str(err).splitlines()[0]
-    return None if frames > 0 else "empty audio: the file holds no samples"
+def _ids_in_two_splits(splits: dict[str, Split]) -> None:
+    """An AudioCaps caption id (`audiocap_id`) is one caption of one split: one that comes
+    again in a later split is a problem there, naming the first."""
+    first: dict[str, str] = {}
+    for name, split in splits.items():
+        for cid, (line, clip) in split.row_ids.items():
+            if cid in first:
+                split.problem(clip, "duplicate id", clip.file, line, cid,
+                              f"also in {first[cid]}")
+            else:
+                first[cid] = f"{split.dataset}/{name}"
 
 
 def check_headers(splits: list[Split], *, threads: int = 8) -> None:
     """Open every located file's header (threads: the time is the file system's): catches
-    unreadable and empty files without decoding them."""
+    unreadable, empty and lying files (audio.header_problem) without decoding them."""
     clips = [(s, c) for s in splits for c in s.clips if c.audio is not None]
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        results = list(pool.map(_header, [c.audio for _, c in clips], chunksize=64))
+        results = list(pool.map(header_problem, [c.audio for _, c in clips], chunksize=64))
     for (split, clip), error in zip(clips, results, strict=True):
         if error is not None:
             kind, detail = error.split(": ", 1)

@@ -1,0 +1,138 @@
+"""The suite under hostile input and faults: every case a user can cause gets one clear
+line or a recorded status, never a silently wrong result or a raw traceback.
+
+This part: the real stream's data root (metadata rows, files whose headers lie)."""
+
+import json
+import struct
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tail_bench.streams.audio import AudioError, header_problem, load_clip
+from tail_bench.streams.fixture import write_fixture
+from tail_bench.streams.tail import DataError, prepare, read_all
+
+AUDIO = {"sample_rate": 16_000, "clip_seconds": 0.5}
+
+
+@pytest.fixture()
+def root(tmp_path):
+    return write_fixture(tmp_path / "root")
+
+
+def _problems(root, tmp_path):
+    code = prepare(root, **AUDIO, out=tmp_path / "p", progress=False)
+    return code, json.loads((tmp_path / "p" / "prepare-report.json").read_text())["problems"]
+
+
+def _append(path, text):
+    path.write_text(path.read_text() + text)
+
+
+def test_an_unquoted_comma_in_a_caption_is_a_bad_row_not_a_cut_caption(root, tmp_path):
+    _append(root / "audiocaps" / "train.csv",
+            "tr10,_x0001_q-1,30,a dog barks, then a car passes by loudly\n")
+    code, problems = _problems(root, tmp_path)
+    assert code == 1
+    (p,) = problems
+    assert (p["kind"], p["row"], p["item"]) == ("bad row", 14, "tr10")
+    assert p["file"].endswith("audiocaps/train.csv")
+    assert "5 fields, expected 4" in p["detail"] and "quote captions" in p["detail"]
+    captions = [c for clip in read_all(root).data["audiocaps"]["train"].clips
+                for c in clip.captions]
+    assert "a dog barks" not in captions  # nothing kept of the broken row
+
+
+@pytest.mark.parametrize("extra, fields", [(',"one more"', 7), ("", None)])
+def test_a_clotho_row_with_too_many_or_too_few_fields_is_named(extra, fields, root,
+                                                                 tmp_path):
+    path = root / "clotho" / "clotho_captions_validation.csv"
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2] + extra if fields else '"Field rec, one.wav",one caption only'
+    path.write_text("\n".join(lines) + "\n")
+    code, problems = _problems(root, tmp_path)
+    (p,) = problems
+    assert (code, p["kind"], p["row"]) == (1, "bad row", 3)
+    assert f"{fields or 2} fields, expected 6" in p["detail"]
+
+
+def test_a_field_larger_than_the_csv_limit_is_named_with_its_row(root):
+    path = root / "audiocaps" / "val.csv"
+    _append(path, 'va9,zz,30,"' + "x" * 1_000_000 + '"\n')
+    with pytest.raises(DataError, match=rf"{path}, row \d+: not readable CSV \(field larger "
+                                        "than field limit"):
+        read_all(root)
+
+
+def test_a_non_utf8_wavcaps_json_is_named(root):
+    path = root / "wavcaps" / "json_files" / "BBC_Sound_Effects" / "bbc_final.json"
+    path.write_bytes(path.read_bytes().replace(b'"caption": "', b'"caption": "caf\xe9 ', 1))
+    with pytest.raises(DataError, match=f"{path}: not UTF-8 text"):
+        read_all(root)
+
+
+def test_a_wavcaps_item_without_its_keys_is_a_bad_row(root, tmp_path):
+    path = root / "wavcaps" / "json_files" / "AudioSet_SL" / "as_final.json"
+    blob = json.loads(path.read_text())
+    blob["data"][5] = {"id": "Yzzzzzzzzzzz.wav"}
+    path.write_text(json.dumps(blob))
+    _, problems = _problems(root, tmp_path)
+    (p,) = problems
+    assert (p["kind"], p["row"]) == ("bad row", 5)
+    assert "expected keys 'id' and 'caption'" in p["detail"]
+
+
+def test_the_same_audiocap_id_in_two_splits_is_reported(root, tmp_path):
+    val = (root / "audiocaps" / "val.csv").read_text().splitlines()
+    first_train_id = (root / "audiocaps" / "train.csv").read_text().splitlines()[1].split(",")[0]
+    val[1] = ",".join([first_train_id, *val[1].split(",")[1:]])
+    (root / "audiocaps" / "val.csv").write_text("\n".join(val) + "\n")
+    _, problems = _problems(root, tmp_path)
+    (p,) = problems
+    assert (p["kind"], p["split"], p["item"]) == ("duplicate id", "val", first_train_id)
+    assert p["detail"] == "also in audiocaps/train"
+
+
+def _wav(path, frames=16_000, channels=1):
+    sf.write(path, (0.1 * np.random.default_rng(0).standard_normal((frames, channels))
+                    ).astype(np.float32), 16_000, subtype="PCM_16")
+    return bytearray(path.read_bytes())
+
+
+def test_a_header_promising_more_frames_than_the_file_holds(tmp_path):
+    data = _wav(tmp_path / "ok.wav")
+    (tmp_path / "short.wav").write_bytes(bytes(data[: len(data) // 2]))
+    assert header_problem(tmp_path / "ok.wav") is None
+    assert header_problem(tmp_path / "short.wav") == (
+        "unreadable audio: the header promises 16000 frames, the file holds 7989")
+    with pytest.raises(AudioError, match=r"short\.wav: unreadable audio: the header "
+                                         "promises 16000 frames"):
+        load_clip(tmp_path / "short.wav", sample_rate=16_000, seconds=1.0)
+
+
+def test_a_false_channel_count_in_a_header(tmp_path):
+    data = _wav(tmp_path / "mono.wav")
+    data[22:24] = struct.pack("<H", 7)  # channels 7, blocks still of 2 bytes
+    (tmp_path / "seven.wav").write_bytes(bytes(data))
+    assert header_problem(tmp_path / "seven.wav") == (
+        "unreadable audio: the header says 7 channels of 16 bits but blocks of 2 bytes")
+    data[32:34] = struct.pack("<H", 14)  # blocks of 14 bytes too: the data is not whole
+    (tmp_path / "seven.wav").write_bytes(bytes(data))
+    assert "not whole frames of 7 channels" in header_problem(tmp_path / "seven.wav")
+    with pytest.raises(AudioError, match="not whole frames of 7 channels"):
+        load_clip(tmp_path / "seven.wav", sample_rate=16_000, seconds=0.5)
+
+
+def test_lying_headers_in_a_data_root_are_problems_with_their_rows(root, tmp_path):
+    folder = root / "clotho" / "evaluation"
+    for take in (1, 3):
+        wav = folder / f"Field rec, evaluation take {take} (stereo).wav"
+        data = wav.read_bytes()
+        wav.write_bytes(data[: len(data) // 2])
+    code, problems = _problems(root, tmp_path)
+    assert code == 1
+    assert sorted((p["row"], p["kind"]) for p in problems) == [(3, "unreadable audio"),
+                                                               (5, "unreadable audio")]
+    assert all("the header promises" in p["detail"] for p in problems)
