@@ -28,29 +28,17 @@ def cmd_run(a: argparse.Namespace) -> None:
         return
 
     from tail_bench.reporting.results import load_clips, load_run
-    from tail_bench.reporting.tables import (
-        comparison_table,
-        cost_table,
-        legend,
-        status_table,
-        step_table,
-        unfinished,
-    )
+    from tail_bench.reporting.summary import console_summary
+    from tail_bench.reporting.tables import status_table, unfinished
     from tail_bench.runner import run
 
     out = run(cfg, resume=a.resume is not None)
     if not distributed.is_main():
         return
     result = load_run(out)
-    clips = load_clips(out, result)
-    first = next(e for e in result["runs"] if e["method"] == cfg.strategy)
-    tables = [step_table(result, first, "t2a"), step_table(result, first, "a2t")]
-    tables += [legend(result), comparison_table(result, clips)]
-    tables += [status_table(result)] if unfinished(result) else []
-    print("\n\n".join(t if isinstance(t, str) else t.markdown()
-                      for t in [*tables, cost_table(result)]))
-    print(f"\nresults: {out}/ (run.json, tables.md, tables.tex, scores.csv, plots, "
-          "TensorBoard events)")
+    if unfinished(result):
+        print(status_table(result).markdown(), end="\n\n")
+    print(console_summary(result, load_clips(out, result), out))
 
 
 def launch(cfg: config.RunConfig, argv: list[str], *, resume: bool) -> None:
