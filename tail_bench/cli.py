@@ -64,11 +64,11 @@ def cmd_list(a: argparse.Namespace) -> None:
     from tail_bench.models.configs import BACKBONES
     from tail_bench.presets import PRESETS
     from tail_bench.streams.registry import BENCHMARKS
-    from tail_bench.training.registry import available_strategies
+    from tail_bench.training.registry import descriptions
 
     print("strategies:")
-    for name, cls in available_strategies(config.given(a).get("plugins", [])).items():
-        print(f"  {name:<10} {cls.description}")
+    for name, text in sorted(descriptions(config.given(a).get("plugins", [])).items()):
+        print(f"  {name:<10} {text}")
     print("streams (--benchmark):")
     for name, text in BENCHMARKS.items():
         print(f"  {name:<10} {text}")

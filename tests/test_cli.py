@@ -13,6 +13,20 @@ def test_help_is_fast_and_imports_no_avalanche():
     assert out.stdout.strip() == "False"
 
 
+def test_list_imports_no_torch_nor_avalanche():
+    code = ("import sys; from tail_bench.cli import main; main(['list']); "
+            "print(any(m.startswith(('avalanche', 'torch')) for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_list_reads_the_strategies_as_importing_them_gives():
+    from tail_bench.training.registry import available_strategies, descriptions
+
+    imported = {name: cls.description for name, cls in available_strategies().items()}
+    assert descriptions() == imported and len(imported) >= 11
+
+
 def test_list_names_every_strategy(capsys):
     main(["list"])
     out = capsys.readouterr().out
