@@ -88,10 +88,22 @@ def cmd_list(a: argparse.Namespace) -> None:
 def cmd_pretrain(a: argparse.Namespace) -> None:
     from tail_bench.models.builder import build_backbone
     from tail_bench.models.configs import get_config
-    from tail_bench.models.pretrain import weights_path
+    from tail_bench.models.pretrain import SHIPPED, check_shipped, weights_path
     from tail_bench.runner import resolve_device
 
     start = time.perf_counter()
+    if a.check:
+        if a.backbone not in SHIPPED:
+            raise config.ConfigError(f"pretrain --check --backbone {a.backbone}: no weights "
+                                     f"ship for it; expected one of {sorted(SHIPPED)}")
+        same, mine = check_shipped(get_config(a.backbone), device=resolve_device(a.device),
+                                   progress=a.progress)
+        print(f"{a.backbone}: pretrained here in {time.perf_counter() - start:.0f} s; "
+              + ("identical to the shipped weights" if same else
+                 f"differs from the shipped weights (sha256 {mine[:16]}, shipped "
+                 f"{SHIPPED[a.backbone][:16]}); runs load the cached weights, which come from "
+                 "the shipped ones unless `tail-bench pretrain` rebuilt them here"))
+        sys.exit(0 if same else 1)
     build_backbone(a.backbone, device=resolve_device(a.device), force_pretrain=True,
                    progress=a.progress)
     print(f"pretrained {a.backbone} in {time.perf_counter() - start:.0f} s: "
@@ -177,6 +189,9 @@ def parser() -> argparse.ArgumentParser:
 
     pt = sub.add_parser("pretrain", help="(re)build the embedded backbone's cached weights")
     pt.add_argument("--backbone", default="synth-small")
+    pt.add_argument("--check", action="store_true",
+                    help="pretrain here without writing anything and say whether this "
+                         "machine reproduces the shipped weights (exit 1 if not)")
     config.add_arguments(pt, only=("device", "progress"))
     pt.set_defaults(func=cmd_pretrain)
 
