@@ -70,14 +70,14 @@ def build_stream(name: str, *, preset: Preset, seed: int = 0, order: list[str] |
 
     check_stream_args(name, data_root=data_root, length=length, order=order)
     if name == "tail-synth":
-        from tail_bench.streams import synth
+        from tail_bench.streams import generated, synth
 
         domains = synth.stream_domains(length or 4, seed=seed)
         sizes = [preset.train_clips[i % len(preset.train_clips)] for i in range(len(domains))]
 
         def split(part: str, n_eval: int) -> list:
-            return [synth.generate(d, part, k if part == "train" else n_eval,
-                                   seconds=clip_seconds, seed=seed)
+            return [generated.generate(d, part, k if part == "train" else n_eval,
+                                       seconds=clip_seconds, seed=seed)
                     for d, k in zip(domains, sizes, strict=True)]
 
         test = split("test", preset.test_clips)
