@@ -34,8 +34,8 @@ from tail_bench.streams import synth
 
 CORPUS_VERSION = 4  # 4: tail-synth v2 (every word; all families; held-out sounds)
 SHIPPED_DIR = Path(__file__).parent / "shipped"
-# backbone -> sha256 of its shipped tensors (weights.checksum), pretrained on the 2-core CPU
-# machine that produced results/reference/ (one torch thread)
+# backbone -> sha256 of its shipped tensors (weights.checksum), pretrained on this project's
+# 2-core CPU machine (one torch thread)
 SHIPPED = {"synth-small": "2e34bb4f6ae0d22227235bf47dbcf6d27de5aee613a04573ae5740666035839f"}
 
 
