@@ -91,21 +91,22 @@ def cmd_pretrain(a: argparse.Namespace) -> None:
     from tail_bench.models.pretrain import SHIPPED, check_shipped, weights_path
     from tail_bench.runner import resolve_device
 
+    values = config.given(a)
+    device = resolve_device(values.get("device", config.default("device")))
+    progress = values.get("progress", config.default("progress"))
     start = time.perf_counter()
     if a.check:
         if a.backbone not in SHIPPED:
             raise config.ConfigError(f"pretrain --check --backbone {a.backbone}: no weights "
                                      f"ship for it; expected one of {sorted(SHIPPED)}")
-        same, mine = check_shipped(get_config(a.backbone), device=resolve_device(a.device),
-                                   progress=a.progress)
+        same, mine = check_shipped(get_config(a.backbone), device=device, progress=progress)
         print(f"{a.backbone}: pretrained here in {time.perf_counter() - start:.0f} s; "
               + ("identical to the shipped weights" if same else
                  f"differs from the shipped weights (sha256 {mine[:16]}, shipped "
                  f"{SHIPPED[a.backbone][:16]}); runs load the cached weights, which come from "
                  "the shipped ones unless `tail-bench pretrain` rebuilt them here"))
         sys.exit(0 if same else 1)
-    build_backbone(a.backbone, device=resolve_device(a.device), force_pretrain=True,
-                   progress=a.progress)
+    build_backbone(a.backbone, device=device, force_pretrain=True, progress=progress)
     print(f"pretrained {a.backbone} in {time.perf_counter() - start:.0f} s: "
           f"{weights_path(get_config(a.backbone))}")
 

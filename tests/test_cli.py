@@ -53,3 +53,17 @@ def test_bad_input_gets_a_clear_error(argv, message, tmp_path):
     with pytest.raises(SystemExit) as err:
         main(argv)
     assert message in str(err.value)
+
+
+def test_pretrain_check_says_whether_this_machine_reproduces_the_shipped_weights(
+        monkeypatch, capsys):
+    from tail_bench.models import pretrain
+
+    monkeypatch.setattr(pretrain, "check_shipped", lambda cfg, **k: (False, "ab" * 32))
+    with pytest.raises(SystemExit) as err:
+        main(["pretrain", "--check", "--no-progress"])
+    assert err.value.code == 1
+    assert "differs from the shipped weights (sha256 abababababababab" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as err:
+        main(["pretrain", "--check", "--backbone", "synth-tiny"])
+    assert "no weights ship for it; expected one of ['synth-small']" in str(err.value)
