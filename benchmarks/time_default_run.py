@@ -1,7 +1,8 @@
 """Time the README's main job on this machine and print its figures (not a test).
 
-Runs `tail-bench run` on the default tail-synth preset twice: cold (empty backbone cache,
-so it includes pretraining) and warm (cached backbone). Usage:
+Runs `tail-bench run` on the default tail-synth preset twice: cold (empty cache: the
+backbone is read from the shipped weights, the stream generated) and warm (both cached).
+Usage:
     python benchmarks/time_default_run.py [--strategy finetune] [--baselines ...]
 """
 
@@ -40,8 +41,8 @@ def main(argv: list[str] | None = None) -> None:
         run = json.loads((Path(tmp) / "warm" / "run.json").read_text())
     print(f"preset {a.preset}, methods {run['resolved']['methods']}, torch threads "
           f"{os.environ.get('OMP_NUM_THREADS', 'default')}")
-    print(f"wall time cold (includes pretraining): {cold:.1f} s")
-    print(f"wall time warm (cached backbone):      {warm:.1f} s")
+    print(f"wall time cold (empty cache):                    {cold:.1f} s")
+    print(f"wall time warm (cached backbone and stream):     {warm:.1f} s")
     for e in run["runs"]:
         c = e["cost"]
         print(f"  {e['method']:<10} train {c['train_seconds']:.1f} s,"

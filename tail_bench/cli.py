@@ -28,29 +28,17 @@ def cmd_run(a: argparse.Namespace) -> None:
         return
 
     from tail_bench.reporting.results import load_clips, load_run
-    from tail_bench.reporting.tables import (
-        comparison_table,
-        cost_table,
-        legend,
-        status_table,
-        step_table,
-        unfinished,
-    )
+    from tail_bench.reporting.summary import console_summary
+    from tail_bench.reporting.tables import status_table, unfinished
     from tail_bench.runner import run
 
     out = run(cfg, resume=a.resume is not None)
     if not distributed.is_main():
         return
     result = load_run(out)
-    clips = load_clips(out, result)
-    first = next(e for e in result["runs"] if e["method"] == cfg.strategy)
-    tables = [step_table(result, first, "t2a"), step_table(result, first, "a2t")]
-    tables += [legend(result), comparison_table(result, clips)]
-    tables += [status_table(result)] if unfinished(result) else []
-    print("\n\n".join(t if isinstance(t, str) else t.markdown()
-                      for t in [*tables, cost_table(result)]))
-    print(f"\nresults: {out}/ (run.json, tables.md, tables.tex, scores.csv, plots, "
-          "TensorBoard events)")
+    if unfinished(result):
+        print(status_table(result).markdown(), end="\n\n")
+    print(console_summary(result, load_clips(out, result), out))
 
 
 def launch(cfg: config.RunConfig, argv: list[str], *, resume: bool) -> None:
@@ -76,11 +64,11 @@ def cmd_list(a: argparse.Namespace) -> None:
     from tail_bench.models.configs import BACKBONES
     from tail_bench.presets import PRESETS
     from tail_bench.streams.registry import BENCHMARKS
-    from tail_bench.training.registry import available_strategies
+    from tail_bench.training.registry import descriptions
 
     print("strategies:")
-    for name, cls in available_strategies(config.given(a).get("plugins", [])).items():
-        print(f"  {name:<10} {cls.description}")
+    for name, text in sorted(descriptions(config.given(a).get("plugins", [])).items()):
+        print(f"  {name:<10} {text}")
     print("streams (--benchmark):")
     for name, text in BENCHMARKS.items():
         print(f"  {name:<10} {text}")
@@ -100,12 +88,25 @@ def cmd_list(a: argparse.Namespace) -> None:
 def cmd_pretrain(a: argparse.Namespace) -> None:
     from tail_bench.models.builder import build_backbone
     from tail_bench.models.configs import get_config
-    from tail_bench.models.pretrain import weights_path
+    from tail_bench.models.pretrain import SHIPPED, check_shipped, weights_path
     from tail_bench.runner import resolve_device
 
+    values = config.given(a)
+    device = resolve_device(values.get("device", config.default("device")))
+    progress = values.get("progress", config.default("progress"))
     start = time.perf_counter()
-    build_backbone(a.backbone, device=resolve_device(a.device), force_pretrain=True,
-                   progress=a.progress)
+    if a.check:
+        if a.backbone not in SHIPPED:
+            raise config.ConfigError(f"pretrain --check --backbone {a.backbone}: no weights "
+                                     f"ship for it; expected one of {sorted(SHIPPED)}")
+        same, mine = check_shipped(get_config(a.backbone), device=device, progress=progress)
+        print(f"{a.backbone}: pretrained here in {time.perf_counter() - start:.0f} s; "
+              + ("identical to the shipped weights" if same else
+                 f"differs from the shipped weights (sha256 {mine[:16]}, shipped "
+                 f"{SHIPPED[a.backbone][:16]}); runs load the cached weights, which come from "
+                 "the shipped ones unless `tail-bench pretrain` rebuilt them here"))
+        sys.exit(0 if same else 1)
+    build_backbone(a.backbone, device=device, force_pretrain=True, progress=progress)
     print(f"pretrained {a.backbone} in {time.perf_counter() - start:.0f} s: "
           f"{weights_path(get_config(a.backbone))}")
 
@@ -189,6 +190,9 @@ def parser() -> argparse.ArgumentParser:
 
     pt = sub.add_parser("pretrain", help="(re)build the embedded backbone's cached weights")
     pt.add_argument("--backbone", default="synth-small")
+    pt.add_argument("--check", action="store_true",
+                    help="pretrain here without writing anything and say whether this "
+                         "machine reproduces the shipped weights (exit 1 if not)")
     config.add_arguments(pt, only=("device", "progress"))
     pt.set_defaults(func=cmd_pretrain)
 

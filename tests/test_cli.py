@@ -13,6 +13,20 @@ def test_help_is_fast_and_imports_no_avalanche():
     assert out.stdout.strip() == "False"
 
 
+def test_list_imports_no_torch_nor_avalanche():
+    code = ("import sys; from tail_bench.cli import main; main(['list']); "
+            "print(any(m.startswith(('avalanche', 'torch')) for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_list_reads_the_strategies_as_importing_them_gives():
+    from tail_bench.training.registry import available_strategies, descriptions
+
+    imported = {name: cls.description for name, cls in available_strategies().items()}
+    assert descriptions() == imported and len(imported) >= 11
+
+
 def test_list_names_every_strategy(capsys):
     main(["list"])
     out = capsys.readouterr().out
@@ -39,3 +53,17 @@ def test_bad_input_gets_a_clear_error(argv, message, tmp_path):
     with pytest.raises(SystemExit) as err:
         main(argv)
     assert message in str(err.value)
+
+
+def test_pretrain_check_says_whether_this_machine_reproduces_the_shipped_weights(
+        monkeypatch, capsys):
+    from tail_bench.models import pretrain
+
+    monkeypatch.setattr(pretrain, "check_shipped", lambda cfg, **k: (False, "ab" * 32))
+    with pytest.raises(SystemExit) as err:
+        main(["pretrain", "--check", "--no-progress"])
+    assert err.value.code == 1
+    assert "differs from the shipped weights (sha256 abababababababab" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as err:
+        main(["pretrain", "--check", "--backbone", "synth-tiny"])
+    assert "no weights ship for it; expected one of ['synth-small']" in str(err.value)

@@ -208,6 +208,40 @@ def test_a_corrupt_cached_backbone_is_named_and_rebuilt(damage, tmp_path, monkey
         assert torch.equal(p, q), n  # rebuilt deterministically, and finite
 
 
+def test_the_default_backbone_loads_its_shipped_weights_without_pretraining(tmp_path,
+                                                                          monkeypatch):
+    from tail_bench.models import pretrain
+    from tail_bench.models.configs import get_config
+    from tail_bench.models.weights import checksum
+
+    monkeypatch.setenv("TAIL_BENCH_CACHE", str(tmp_path))
+    monkeypatch.setattr(pretrain, "pretrain", lambda *a, **k: pytest.fail("pretrained"))
+    cfg = get_config("synth-small")
+    model = pretrain.load_or_pretrain(cfg, device=torch.device("cpu"), progress=False)
+    assert checksum(model.state_dict()) == pretrain.SHIPPED["synth-small"]
+    assert pretrain.weights_path(cfg).exists()  # the cache is filled from them
+
+
+def test_shipped_weights_other_than_the_pinned_ones_are_refused(tmp_path, monkeypatch, capsys):
+    from tail_bench.models import pretrain
+    from tail_bench.models.configs import get_config
+
+    class Pretrained(Exception):
+        pass
+
+    def pretraining(*a, **k):
+        raise Pretrained
+
+    monkeypatch.setenv("TAIL_BENCH_CACHE", str(tmp_path))
+    monkeypatch.setitem(pretrain.SHIPPED, "synth-small", "0" * 64)
+    monkeypatch.setattr(pretrain, "pretrain", pretraining)
+    cfg = get_config("synth-small")
+    with pytest.raises(Pretrained):
+        pretrain.load_or_pretrain(cfg, device=torch.device("cpu"), progress=False)
+    assert (f"shipped backbone {pretrain.shipped_path(cfg)} is corrupt (not the checksum the "
+            "suite pins)") in capsys.readouterr().err
+
+
 def test_the_shipped_reference_tables_are_its_run_files():
     """results/reference/tail-synth-default/run: tables.md is what run.json and clips/ give
     with today's report code (results are data; nothing is edited by hand)."""

@@ -146,3 +146,26 @@ def test_longer_streams_add_variants():
     assert domains[4].channels != domains[0].channels
     with pytest.raises(ValueError, match="--length"):
         synth.stream_domains(0)
+
+
+def test_a_cached_split_reads_back_bit_for_bit_and_a_damaged_one_is_generated_again(
+        tmp_path, monkeypatch, capsys):
+    from tail_bench.streams import generated
+
+    monkeypatch.setenv("TAIL_BENCH_CACHE", str(tmp_path))
+    d = synth.DOMAINS[1]
+    first = generated.generate(d, "test", 6, seconds=2.0, seed=3)
+    path = generated.split_path(d, "test", 6, seconds=2.0, seed=3)
+    assert path.exists()
+    assert generated.split_path(d, "test", 6, seconds=2.0, seed=4) != path
+    real = synth.generate
+    monkeypatch.setattr(synth, "generate", lambda *a, **k: pytest.fail("generated again"))
+    again = generated.generate(d, "test", 6, seconds=2.0, seed=3)
+    assert np.array_equal(again.clips, first.clips) and again.clips.dtype == np.float32
+    assert (again.captions, again.caption_clip, again.clip_ids, again.sample_rate) == (
+        first.captions, first.caption_clip, first.clip_ids, first.sample_rate)
+    path.write_bytes(path.read_bytes()[:100])
+    monkeypatch.setattr(synth, "generate", real)
+    third = generated.generate(d, "test", 6, seconds=2.0, seed=3)
+    assert np.array_equal(third.clips, first.clips)
+    assert f"cached split {path} is unreadable" in capsys.readouterr().err

@@ -4,7 +4,11 @@ Pretraining plays the part of a real CLAP's (docs/tail-synth.md): the text tower
 word the stream can use, the audio tower hears every sound family, and the steps still
 carry sounds it never heard (held-out concepts and sub-types) through channels it never met.
 The cache file is keyed by the config, the vocabulary and the corpus version, so a change
-to any of them builds a new backbone instead of loading a stale one.
+to any of them builds a new backbone instead of loading a stale one. The default backbone
+also ships with the suite (`shipped/`, pinned by its tensors' checksum in SHIPPED): a
+machine without a cached file loads it instead of pretraining for minutes, and every CPU
+starts from the same weights (floating-point pretraining can differ between CPUs;
+`tail-bench pretrain --check` tells whether this one reproduces them).
 """
 
 from __future__ import annotations
@@ -23,12 +27,16 @@ from tail_bench.losses import info_nce, positive_pairs
 from tail_bench.models.configs import BackboneConfig
 from tail_bench.models.dual import DualEncoder
 from tail_bench.models.towers import AudioTower, TextTower
-from tail_bench.models.weights import CorruptWeights, load_checked, save_checked
+from tail_bench.models.weights import CorruptWeights, checksum, load_checked, save_checked
 from tail_bench.progress import progress as progress_bar
 from tail_bench.storage import cache_root
 from tail_bench.streams import synth
 
 CORPUS_VERSION = 4  # 4: tail-synth v2 (every word; all families; held-out sounds)
+SHIPPED_DIR = Path(__file__).parent / "shipped"
+# backbone -> sha256 of its shipped tensors (weights.checksum), pretrained on this project's
+# 2-core CPU machine (one torch thread)
+SHIPPED = {"synth-small": "2e34bb4f6ae0d22227235bf47dbcf6d27de5aee613a04573ae5740666035839f"}
 
 
 def weights_path(cfg: BackboneConfig) -> Path:
@@ -115,20 +123,47 @@ def pretrain(model: DualEncoder, cfg: BackboneConfig, *, device: torch.device,
     return {"seconds": time.perf_counter() - start, "final_loss": loss.item()}
 
 
+def shipped_path(cfg: BackboneConfig) -> Path | None:
+    """The shipped weights of `cfg` (same file name as its cache file, so a changed config,
+    vocabulary or corpus finds none), or None."""
+    path = SHIPPED_DIR / weights_path(cfg).name
+    return path if cfg.name in SHIPPED and path.exists() else None
+
+
 def load_or_pretrain(cfg: BackboneConfig, *, device: torch.device, force: bool = False,
                      progress: bool = True) -> DualEncoder:
-    """The cached backbone when its file passes the integrity check; else pretrain it (a
-    corrupt cache file is named and rebuilt)."""
+    """The cached backbone when its file passes the integrity check; else the cache is
+    (re)built: from the shipped weights when they pass it and their pinned checksum, else by
+    pretraining (a corrupt file is named)."""
     model = build_synth(cfg)
     path = weights_path(cfg)
-    if path.exists() and not force:
+    for source in () if force else (path, shipped_path(cfg)):
+        if source is None or not source.exists():
+            continue
         try:
-            model.load_state_dict(load_checked(path))
+            tensors = load_checked(source)
+            if source != path:
+                if checksum(tensors) != SHIPPED[cfg.name]:
+                    raise CorruptWeights("not the checksum the suite pins")
+                save_checked(tensors, path, {"config": json.dumps(cfg.__dict__),
+                                             "source": str(source)})
+            model.load_state_dict(tensors)
             return model.to(device).eval()
         except CorruptWeights as err:
-            print(f"tail-bench: cached backbone {path} is corrupt ({err}); rebuilding it",
+            kind = "cached" if source == path else "shipped"
+            print(f"tail-bench: {kind} backbone {source} is corrupt ({err}); rebuilding it",
                   file=sys.stderr)
     stats = pretrain(model, cfg, device=device, progress=progress)
     save_checked(model.state_dict(), path,
                  {"config": json.dumps(cfg.__dict__), "stats": json.dumps(stats)})
     return model.to(device).eval()
+
+
+def check_shipped(cfg: BackboneConfig, *, device: torch.device, progress: bool = True
+                  ) -> tuple[bool, str]:
+    """Pretrain `cfg` here (nothing is written) and compare with its shipped weights:
+    (identical, this machine's checksum)."""
+    model = build_synth(cfg)
+    pretrain(model, cfg, device=device, progress=progress)
+    mine = checksum(model.state_dict())
+    return mine == SHIPPED[cfg.name], mine

@@ -1,12 +1,16 @@
-"""Named benchmarks: one builder per name."""
+"""Named benchmarks: one builder per name. The stream module (torch, Avalanche) is
+imported by the functions that need it, so listing the names costs nothing."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tail_bench.errors import ConfigError
 from tail_bench.presets import Preset
-from tail_bench.streams.stream import Stream, check_order, reorder, stream_orders
+
+if TYPE_CHECKING:
+    from tail_bench.streams.stream import Stream
 
 BENCHMARKS = {
     "tail-synth": "generated 4-domain stand-in for TAIL (no files needed; --length extends it)",
@@ -29,6 +33,8 @@ def check_stream_args(name: str, *, data_root: Path | None, length: int | None,
     if name == "tail" and length is not None:
         raise ConfigError("--length applies to tail-synth; use --order to shorten tail")
     if order:
+        from tail_bench.streams.stream import check_order
+
         check_order(order, default_order(name, length))
     if name == "tail" and audio is not None:
         from tail_bench.streams.tail import check_cache_settings
@@ -51,6 +57,8 @@ def orders_of(name: str, *, order: list[str] | None, length: int | None,
               orders: int) -> list[list[str]]:
     """The stream orders a run trains on (`--orders`): the first is --order or the
     stream's default, the others seeded shuffles of it (stream.stream_orders)."""
+    from tail_bench.streams.stream import stream_orders
+
     return stream_orders(list(order) if order else default_order(name, length), orders)
 
 
@@ -58,16 +66,18 @@ def build_stream(name: str, *, preset: Preset, seed: int = 0, order: list[str] |
                  length: int | None = None, data_root: Path | None = None,
                  clip_seconds: float = 2.0, sample_rate: int = 16_000, on_error: str = "fail",
                  audiocaps_patterns: list[str] | None = None) -> Stream:
+    from tail_bench.streams.stream import Stream, reorder
+
     check_stream_args(name, data_root=data_root, length=length, order=order)
     if name == "tail-synth":
-        from tail_bench.streams import synth
+        from tail_bench.streams import generated, synth
 
         domains = synth.stream_domains(length or 4, seed=seed)
         sizes = [preset.train_clips[i % len(preset.train_clips)] for i in range(len(domains))]
 
         def split(part: str, n_eval: int) -> list:
-            return [synth.generate(d, part, k if part == "train" else n_eval,
-                                   seconds=clip_seconds, seed=seed)
+            return [generated.generate(d, part, k if part == "train" else n_eval,
+                                       seconds=clip_seconds, seed=seed)
                     for d, k in zip(domains, sizes, strict=True)]
 
         test = split("test", preset.test_clips)
