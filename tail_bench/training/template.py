@@ -34,7 +34,7 @@ import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 
 from tail_bench import distributed
@@ -65,6 +65,26 @@ class _Interleaved(Sampler):
         return -(-self.n // self.world)
 
 
+class StepLoss(nn.Module):
+    """A batch's whole loss as one module's forward, for DistributedDataParallel: the
+    embeddings, the criterion and every plugin's `before_backward` terms (distillation,
+    key losses, penalties, reference batches), so every parameter a loss uses is used
+    inside the wrapped forward."""
+
+    def __init__(self, template: RetrievalTemplate) -> None:
+        super().__init__()
+        self.model = template.model
+        object.__setattr__(self, "template", template)  # not a submodule
+
+    def forward(self) -> Tensor:
+        t = self.template
+        t.mb_output = t._embed_batch()
+        t.loss = t.loss + t.criterion()
+        SupervisedTemplate._before_backward(t)
+        loss, t.loss = t.loss, t._make_empty_loss()  # the training loop adds it back
+        return loss
+
+
 class RetrievalTemplate(SupervisedTemplate):
     def __init__(self, *, model: DualEncoder, strategy: Strategy, lr: float,
                  weight_decay: float = 0.01, train_mb_size: int = 64, train_epochs: int = 1,
@@ -85,6 +105,7 @@ class RetrievalTemplate(SupervisedTemplate):
         self.check_every = 1 if device.type == "cpu" else check_every
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self._batch, self._bad_at = 0, None
+        self._in_epoch, self._ddp, self._step_loss = False, None, None
         self.lr, self.weight_decay, self.seed = lr, weight_decay, seed
         if evaluator is None:
             with warnings.catch_warnings():  # "no loggers": the shared evaluator scores
@@ -132,10 +153,37 @@ class RetrievalTemplate(SupervisedTemplate):
         self.mb_positives = positive_pairs(distributed.gather_rows(keys))
 
     def forward(self):
+        """The batch's embeddings. With several processes, while training, the whole loss
+        of the batch is computed here, inside DistributedDataParallel's forward
+        (`StepLoss`: the criterion and every strategy's `before_backward` terms), so that
+        DDP averages the gradients bucket by bucket while backward still runs."""
+        if not (self._in_epoch and distributed.active()):
+            return self._embed_batch()
+        if self._ddp is None:  # per step: a step may change what trains (CODA-Prompt)
+            self._ddp = distributed.data_parallel(StepLoss(self), self.device)
+        self._step_loss = self._ddp()
+        return self.mb_output
+
+    def _embed_batch(self):
         wave, texts, _ = self.mbatch
         self.mb_inputs = self.model.inputs(wave, texts)
         with self.autocast():
             return self._embed(*self.mb_inputs)
+
+    def training_epoch(self, **kwargs) -> None:
+        self._in_epoch = True
+        try:
+            super().training_epoch(**kwargs)
+        finally:
+            self._in_epoch = False
+
+    def _before_training_exp(self, **kwargs) -> None:
+        self._ddp = None
+        super()._before_training_exp(**kwargs)
+
+    def _before_backward(self, **kwargs) -> None:
+        if self._step_loss is None:  # with DDP the terms were added inside its forward
+            super()._before_backward(**kwargs)
 
     def gather(self, rows: Tensor) -> Tensor:
         """This process's rows of the batch -> the whole batch's (every process's, with
@@ -149,6 +197,8 @@ class RetrievalTemplate(SupervisedTemplate):
         metric (`RetrievalMetrics`) embeds and scores in `after_eval_exp`."""
 
     def criterion(self):
+        if self._step_loss is not None:  # computed inside DDP's forward
+            return self._step_loss
         audio, text = map(self.gather, self.mb_output)
         loss = info_nce(audio, text, self.model.logit_scale, self.mb_positives)
         self.loss_terms = {"info_nce": loss.detach()}
@@ -162,6 +212,7 @@ class RetrievalTemplate(SupervisedTemplate):
 
     def _before_training_epoch(self, **kwargs) -> None:
         self._batch, self._bad_at = 0, None
+        self._in_epoch, self._ddp, self._step_loss = False, None, None
         super()._before_training_epoch(**kwargs)
 
     def backward(self) -> None:
@@ -173,11 +224,11 @@ class RetrievalTemplate(SupervisedTemplate):
                         else torch.where((self._bad_at == 0) & bad, here, self._bad_at))
         if self._batch % self.check_every == 0:
             self._check_finite()
+        self._step_loss = None
+        # several processes: DDP averages their gradients during backward, which is the
+        # one-process gradient (`gather`'s backward sends each process the whole loss's
+        # share of its rows)
         self.scaler.scale(self.loss).backward()
-        # several processes: the average of their gradients is the one-process gradient
-        # (`gather`'s backward sends each process the whole loss's share of its rows)
-        distributed.average_gradients(p for g in self.optimizer.param_groups
-                                      for p in g["params"])
 
     def optimizer_step(self) -> None:
         self.scaler.step(self.optimizer)
