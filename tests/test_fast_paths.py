@@ -149,3 +149,55 @@ def test_compiled_training_forward_equals_eager(backbones, method, monkeypatch):
     for e, f in zip(eager, fast, strict=True):
         torch.testing.assert_close(f, e, atol=ATOL, rtol=0)
     _same_grads(fast_grads, eager_grads, COMPILED_GRAD_RTOL)
+
+
+# bf16 against fp32 on the quick preset (40 test clips: one query is 1/40 of a score): every
+# score within BF16_MAX (4 queries) and the mean absolute difference within BF16_MEAN
+BF16_MAX, BF16_MEAN = 0.1, 0.03
+
+
+def test_bf16_on_the_cpu_stays_close_to_fp32_and_losses_stay_fp32(tmp_path, monkeypatch,
+                                                                    _cache):
+    """The quick preset in bf16 (CPU autocast) scores within BF16_MAX of fp32 everywhere;
+    InfoNCE and the distillation KLs take bf16 embeddings and compute in fp32, and the
+    evaluator scores fp32 embeddings."""
+    import json
+
+    from tail_bench import losses
+    from tail_bench.cli import main
+    from tail_bench.evaluation import evaluator
+    from tail_bench.training import template
+
+    seen: dict[str, set] = {"loss_in": set(), "loss_out": set(), "scored": set()}
+
+    def watch(f):
+        def wrapped(*args, **kwargs):
+            seen["loss_in"].add(args[0].dtype)
+            out = f(*args, **kwargs)
+            seen["loss_out"].add(out.dtype)
+            return out
+        return wrapped
+
+    monkeypatch.setattr(template, "info_nce", watch(losses.info_nce))
+    monkeypatch.setattr(losses, "kl_distill", watch(losses.kl_distill))
+    score_set = evaluator.score_set
+    monkeypatch.setattr(evaluator, "score_set", lambda audio, text, *a, **k: (
+        seen["scored"].update({audio.dtype, text.dtype}), score_set(audio, text, *a, **k))[1])
+    scores = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        main(["run", "--strategy", "ptat", "--baselines", "finetune", "--preset", "quick",
+              "--epochs", "1", "--device", "cpu", "--precision", precision, "--order",
+              "audiocaps,clotho,bbc", "--out", str(out), "--no-progress", "--no-tensorboard"])
+        run = json.loads((out / "run.json").read_text())
+        assert run["resolved"]["precision"] == precision
+        scores[precision] = {(e["method"], r["step"], ds, d, m): v["value"]
+                             for e in run["runs"] for r in e["rows"]
+                             for ds, dirs in r["scores"].items()
+                             for d, ms in dirs.items() for m, v in ms.items()}
+    assert seen["loss_in"] == {torch.float32, torch.bfloat16}  # bf16 reached the losses
+    assert seen["loss_out"] == {torch.float32} and seen["scored"] == {torch.float32}
+    assert scores["fp32"].keys() == scores["bf16"].keys()
+    diffs = [abs(scores["bf16"][k] - v) for k, v in scores["fp32"].items()]
+    print(f"bf16 - fp32: max {max(diffs):.4f}, mean {sum(diffs) / len(diffs):.4f}")
+    assert max(diffs) <= BF16_MAX and sum(diffs) / len(diffs) <= BF16_MEAN
