@@ -201,3 +201,38 @@ def test_bf16_on_the_cpu_stays_close_to_fp32_and_losses_stay_fp32(tmp_path, monk
     diffs = [abs(scores["bf16"][k] - v) for k, v in scores["fp32"].items()]
     print(f"bf16 - fp32: max {max(diffs):.4f}, mean {sum(diffs) / len(diffs):.4f}")
     assert max(diffs) <= BF16_MAX and sum(diffs) / len(diffs) <= BF16_MEAN
+
+
+@pytest.mark.parametrize("method", ["ptat", "l2p", "ewc"])
+def test_data_parallel_trains_through_ddp_like_one_process(tiny_model, quick_stream, method):
+    """With a process group, the template trains through DistributedDataParallel (the
+    batch's whole loss inside its forward: PTAT's distillation from its step-1 teacher,
+    L2P's key loss, EWC's penalty) and, in a group of one, ends two steps with the
+    weights of training without one."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from tail_bench.training.registry import get_strategy
+    from tail_bench.training.template import RetrievalTemplate
+
+    steps = list(quick_stream.benchmark().train_stream)[:2]
+    weights = []
+    for parallel in (False, True):
+        if parallel:
+            dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        try:
+            torch.manual_seed(0)
+            model = copy.deepcopy(tiny_model)
+            strategy = get_strategy(method)()
+            strategy.setup(model)
+            template = RetrievalTemplate(model=model, strategy=strategy, lr=1e-3,
+                                         train_mb_size=32)
+            for step in steps:
+                template.train(step)
+            assert isinstance(template._ddp, DistributedDataParallel) == parallel
+            weights.append({n: p.detach().clone() for n, p in model.named_parameters()})
+        finally:
+            if parallel:
+                dist.destroy_process_group()
+    for name, w in weights[0].items():
+        torch.testing.assert_close(weights[1][name], w, atol=1e-6, rtol=1e-5, msg=name)
