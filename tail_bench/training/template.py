@@ -160,6 +160,11 @@ class RetrievalTemplate(SupervisedTemplate):
         if not (self._in_epoch and distributed.active()):
             return self._embed_batch()
         if self._ddp is None:  # per step: a step may change what trains (CODA-Prompt)
+            mine = {id(p) for p in self.model.parameters()}
+            if any(id(p) not in mine for g in self.optimizer.param_groups for p in g["params"]):
+                raise ValueError(f"strategy {self.method.name!r} trains parameters outside the "
+                                 "model; with several processes only the model's gradients "
+                                 "are averaged (attach them to the model, as prompters are)")
             self._ddp = distributed.data_parallel(StepLoss(self), self.device)
         self._step_loss = self._ddp()
         return self.mb_output
