@@ -244,3 +244,29 @@ def test_data_parallel_trains_through_ddp_like_one_process(tiny_model, quick_str
                 dist.destroy_process_group()
     for name, w in weights[0].items():
         torch.testing.assert_close(weights[1][name], w, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_data_parallel_refuses_trainable_parameters_outside_the_model(tiny_model,
+                                                                       quick_stream):
+    import torch.distributed as dist
+    from tail_bench.strategies.finetune import Finetune
+
+    from tail_bench.training.template import RetrievalTemplate
+
+    class Outside(Finetune):
+        name = "outside"
+        extra = torch.nn.Parameter(torch.zeros(1))
+
+        def trainable_parameters(self, model):
+            return [*super().trainable_parameters(model), self.extra]
+
+    model = copy.deepcopy(tiny_model)
+    strategy = Outside()
+    strategy.setup(model)
+    template = RetrievalTemplate(model=model, strategy=strategy, lr=1e-3, train_mb_size=32)
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        with pytest.raises(ValueError, match="'outside' trains parameters outside the model"):
+            template.train(next(iter(quick_stream.benchmark().train_stream)))
+    finally:
+        dist.destroy_process_group()
