@@ -93,9 +93,6 @@ class RetrievalTemplate(SupervisedTemplate):
                  precision: str = "fp32", compile: bool = False,
                  evaluator: EvaluationPlugin | None = None) -> None:
         self.method, self.num_workers, self.precision = strategy, num_workers, precision
-        # compiled here, not on the model: a teacher deep-copied from the model must not
-        # share the student's compiled forward
-        self._embed = torch.compile(model.embed) if compile else model.embed
         device = torch.device(device)
         if device.type == "cpu":
             # Distillation softmaxes at low temperature leave subnormal floats in the
@@ -116,6 +113,9 @@ class RetrievalTemplate(SupervisedTemplate):
                          train_mb_size=train_mb_size, train_epochs=train_epochs,
                          eval_mb_size=train_mb_size, device=device,
                          plugins=[strategy, *bridge(plugins, device)], evaluator=evaluator)
+        # compiled here, not on the model: a teacher deep-copied from the model must not
+        # share the student's compiled forward
+        self._embed = torch.compile(model.embed) if compile else model.embed
 
     def _new_optimizer(self, model: DualEncoder) -> torch.optim.Optimizer:
         params = self.method.trainable_parameters(model)
