@@ -23,9 +23,9 @@ class ProgressBar(SupervisedPlugin, supports_distributed=True):
 
     def after_training_iteration(self, template, **kwargs) -> None:
         self.bar.update()
-        # reading the loss syncs the device: on the batch the loss logger and the
-        # template's finite check read it too (every 25th)
-        if self.enabled and self.bar.n % 25 == 0:
+        # reading the loss syncs the device: only on the batches the template's finite
+        # check reads it too (every 25th on CUDA, every one on the CPU)
+        if self.enabled and self.bar.n % template.check_every == 0:
             self.bar.set_postfix(loss=f"{template.loss.item():.3f}")
 
     def after_training_epoch(self, template, **kwargs) -> None:

@@ -22,7 +22,7 @@ The GPU stays fed: pinned, non-blocking copies, persistent loader workers, fused
 CUDA, and no host sync inside a step (`compile` adds torch.compile on the training
 forward). A non-finite loss stops training with `Diverged` naming the step, epoch and
 batch; the check reads the device every `check_every` batches (every batch on the CPU),
-the batch the loss logger and progress bar read it too.
+and the progress bar reads the loss on those batches only.
 """
 
 from __future__ import annotations
