@@ -23,6 +23,7 @@ from tail_bench.reporting import REPORT_EVERY
 
 RUN_FILE = "run.json"
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+COMPILE_CHOICES = ("auto", "on", "off")
 
 
 def option(default: Any = dataclasses.MISSING, *, help: str, kind: str = "value",
@@ -61,6 +62,10 @@ class RunConfig:
     precision: str = option("auto", choices=PRECISION_CHOICES,
                             help="autocast precision for training and evaluation (losses and "
                                  "metrics stay fp32); auto: fp32 on the CPU, bf16 on CUDA")
+    compile: str = option("auto", choices=COMPILE_CHOICES,
+                          help="torch.compile the training forward (towers, heads, prompts); "
+                               "auto: off (CHOICE, until a GPU measurement shows it wins; "
+                               "docs/backbones.md)")
     nproc: int = option(1, type=int, aliases=("--processes",),
                         help="data-parallel processes: starts torchrun --nproc-per-node N "
                              "(one per GPU; gloo on the CPU); the global batch stays "

@@ -2,11 +2,12 @@
 
 Every process trains on its share of each global batch (the batch size stays the run's),
 computes the losses that compare rows of a batch on the whole batch (`gather`), and the
-gradients are averaged over the processes after each backward (`average_gradients`, one
-all-reduce), so a step equals a one-process step up to the order of float sums. (Not
-DistributedDataParallel: its reducer refuses parameters a loss uses outside the wrapped
-forward, such as the logit scale in InfoNCE or L2P's keys in its key loss, and a trainable
-parameter that gets no gradient in a batch stops it.) Evaluation shards the clips and
+gradients are averaged over the processes by DistributedDataParallel (`data_parallel`),
+bucket by bucket while backward runs, so communication overlaps computation and a step
+equals a one-process step up to the order of float sums. DDP's reducer needs every
+parameter a loss uses to be used inside the wrapped forward: the template wraps the whole
+loss of a batch (`training.template.StepLoss`: embeddings, criterion, every strategy's
+terms), and allows parameters that get no gradient in a batch. Evaluation shards the clips and
 captions to encode and gathers the embeddings; every process then holds the same scores,
 and only rank 0 writes files. gloo on the CPU, nccl on CUDA. With one process every
 helper here is the identity.
@@ -139,30 +140,17 @@ def check_in_sync(module: torch.nn.Module) -> None:
                            f"{high.item()}): data-parallel training went out of step")
 
 
-def average_gradients(params) -> None:
-    """Every process's gradients averaged, in place (what DistributedDataParallel does in
-    its backward): one all-reduce per dtype over the flattened gradients. A parameter
-    that has a gradient on some process counts zeros on the others; one without a
-    gradient anywhere keeps none (AdamW then skips it, as with one process)."""
+def data_parallel(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """`module` under DistributedDataParallel (the identity with one process). Unused
+    parameters are allowed (a trainable parameter may get no gradient in a batch: it keeps
+    none, as with one process); buffers are not broadcast (each process keeps its own
+    counts, such as L2P's, summed where they are read)."""
     if not active():
-        return
-    params = [p for p in params if p.requires_grad]
-    if not params:
-        return
-    has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32,
-                       device=params[0].device)
-    all_reduce_max(has)
-    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
-    for p, h in zip(params, has.tolist(), strict=True):
-        if h:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            by_dtype.setdefault(p.grad.dtype, []).append(p.grad)
-    for grads in by_dtype.values():
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        all_reduce_sum(flat).div_(size())
-        for g, avg in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
-            g.copy_(avg.view_as(g))
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(module, device_ids=[device] if device.type == "cuda" else None,
+                                   find_unused_parameters=True, broadcast_buffers=False)
 
 
 def barrier() -> None:

@@ -41,7 +41,7 @@ from tail_bench.presets import get_preset
 from tail_bench.reporting.cost import CostMeter
 from tail_bench.reporting.loggers import RunLoggers, check_wandb
 from tail_bench.reporting.results import RunStore, load_run
-from tail_bench.runtime import resolve_precision
+from tail_bench.runtime import resolve_compile, resolve_precision
 from tail_bench.streams.registry import build_stream, check_stream_args, orders_of
 from tail_bench.streams.stream import Stream, reorder
 from tail_bench.training import checkpoint
@@ -106,6 +106,7 @@ class Settings:
     eval_batch: int
     device: torch.device
     precision: str
+    compile: bool
     workers: int
     eval_split: str
     progress: bool
@@ -122,7 +123,8 @@ def resolve(cfg: RunConfig, preset) -> Settings:
                     lr=preset.lr if cfg.lr is None else cfg.lr, batch=batch,
                     eval_batch=cfg.eval_batch_size or (256 if device.type == "cuda"
                                                        else max(batch, 64)),
-                    device=device, precision=precision, workers=cfg.workers,
+                    device=device, precision=precision,
+                    compile=resolve_compile(cfg.compile), workers=cfg.workers,
                     eval_split=cfg.eval_split, progress=cfg.progress)
 
 
@@ -137,7 +139,7 @@ def resumable(out: Path, resolved: dict[str, Any]) -> None:
     suite = f"tail-bench {tail_bench.__version__}"
     if stored.get("suite") != suite:
         diffs.append(f"suite {suite} (run.json: {stored.get('suite')})")
-    before_options = {"world_size": 1,  # run files older than these settings
+    before_options = {"world_size": 1, "compile": False,  # run files older than these
                       "orders": [stored.get("stream", {}).get("datasets")]}
     for key, value in resolved.items():
         before = stored.get("resolved", {}).get(key, before_options.get(key))
@@ -190,6 +192,7 @@ def run(cfg: RunConfig, *, resume: bool = False) -> Path:
     resolved = {"out": str(out), "methods": methods, "epochs": run_as.epochs, "lr": run_as.lr,
                 "batch_size": run_as.batch, "eval_batch_size": run_as.eval_batch,
                 "device": device_name, "precision": run_as.precision,
+                "compile": run_as.compile,
                 "cpu_threads": torch.get_num_threads(),  # wall times (and CPU bits) depend on it
                 "backbone": backbone_name, "preset_sizes": preset.as_dict(),
                 "data_seeds": data_seeds, "gallery": cfg.gallery, "world_size": world,
@@ -327,6 +330,7 @@ def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: Retriev
                     model=model, strategy=strategy, lr=run_as.lr, train_mb_size=run_as.batch,
                     train_epochs=run_as.epochs, device=device, seed=seed,
                     num_workers=run_as.workers, precision=run_as.precision,
+                    compile=run_as.compile,
                     plugins=[ProgressBar(label=method, enabled=run_as.progress),
                              LossLogger(lambda t, v, b: loggers.scalar(f"{tag_of}/{t}", v, b)),
                              *extra_plugins])

@@ -35,6 +35,12 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return name
 
 
+def resolve_compile(name: str) -> bool:
+    """CHOICE, the default (`auto`): off. Compiling costs a warm-up per method and shape
+    and has not yet been measured to win on a GPU for these models; `on` compiles."""
+    return name == "on"
+
+
 def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractContextManager:
     dtype = PRECISIONS[precision]
     device = torch.device(device)

@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from tail_bench.evaluation import bootstrap
 from tail_bench.evaluation.bootstrap import ClipScores
@@ -22,10 +23,31 @@ def test_each_distinct_caption_is_embedded_once_and_batch_size_does_not_matter(
     model.encode_text = lambda texts: (seen.extend(texts), encode(texts))[1]
     small = RetrievalEvaluator(batch_size=7, progress=False).evaluate(model, test).scores
     captions = [c for exp in test for c in exp.dataset.caption]
-    per_set = sum(len(set(exp.dataset.caption)) for exp in test)
-    assert len(seen) == per_set < len(captions)
+    assert sorted(seen) == sorted(set(captions)) and len(seen) < len(captions)
     large = RetrievalEvaluator(batch_size=128, progress=False).evaluate(model, test).scores
     assert small == large
+
+
+def test_every_test_set_is_embedded_in_full_batches_equal_to_set_by_set(tiny_model,
+                                                                        quick_stream):
+    """One pass over every set's clips: every audio batch but the last is full; captions
+    go in batches ordered by length; the embeddings are those of embedding set by set."""
+    model = copy.deepcopy(tiny_model)
+    datasets = [exp.dataset for exp in quick_stream.benchmark().test_stream]
+    evaluator = RetrievalEvaluator(batch_size=16, progress=False)
+    one_by_one = [evaluator.embed(model, d) for d in datasets]
+    sizes, texts = [], []
+    encode_audio, encode_text = model.encode_audio, model.encode_text
+    model.encode_audio = lambda wave: (sizes.append(len(wave)), encode_audio(wave))[1]
+    model.encode_text = lambda batch: (texts.append(batch), encode_text(batch))[1]
+    together = evaluator.embed_sets(model, datasets)
+    clips = sum(len(audio) for audio, _, _ in one_by_one)
+    assert len(datasets) > 1 and sizes == [16] * (clips // 16) + [clips % 16] * (clips % 16 > 0)
+    lengths = [len(t) for batch in texts for t in batch]
+    assert lengths == sorted(lengths) and all(len(b) == 16 for b in texts[:-1])
+    for mine, reference in zip(together, one_by_one, strict=True):
+        for a, b in zip(mine, reference, strict=True):
+            assert torch.equal(a, b)
 
 
 def test_bootstrap_interval_covers_the_value_and_shrinks_with_more_clips():

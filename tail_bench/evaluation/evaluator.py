@@ -3,7 +3,8 @@
 It reads a test experience as Avalanche holds it: the rows' `clip_index` and `caption`
 attributes tell which clip each caption belongs to, so each clip is embedded once, and
 each distinct caption string is embedded once (identical strings get identical
-embeddings whatever the batch, and tie exactly). Every score comes with a clip-level
+embeddings whatever the batch, and tie exactly). Every test set of an evaluation is
+embedded in one pass of full batches (`embed_sets`). Every score comes with a clip-level
 bootstrap 95% interval; the per-clip sums behind it are returned for paired tests.
 """
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Subset
 
 from tail_bench import distributed
 from tail_bench.evaluation import bootstrap
@@ -88,35 +89,54 @@ class RetrievalEvaluator:
         self.num_workers, self.precision = num_workers, precision
         self.union = gallery != "per-dataset"
 
-    @torch.no_grad()
     def embed(self, model: DualEncoder, dataset) -> tuple[torch.Tensor, torch.Tensor,
                                                            torch.Tensor]:
-        """(clip embeddings, caption embeddings, caption -> clip row) for one test set.
-        With several processes each encodes a contiguous share and all gather the rest."""
-        clips, captions, owner, name = test_view(dataset)
+        """(clip embeddings, caption embeddings, caption -> clip row) for one test set."""
+        return self.embed_sets(model, [dataset])[0]
+
+    @torch.no_grad()
+    def embed_sets(self, model: DualEncoder, datasets: list
+                   ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """`embed` for several test sets at once, in full batches: the clips of every set
+        go through one loader (only the very last batch is partial), and the distinct
+        captions of every set are embedded once, in batches of similar length (ordered by
+        length: little padding). A clip's or caption's embedding does not depend on its
+        batch (eval mode), so this equals embedding set by set (tested). With several
+        processes each encodes a contiguous share and all gather the rest."""
+        views = [test_view(d) for d in datasets]
+        clips = ConcatDataset([clips for clips, *_ in views])
         cuda = model.device.type == "cuda"
         loader = DataLoader(Subset(clips, distributed.shard(len(clips))),
                             batch_size=self.batch_size, collate_fn=collate_pairs,
                             num_workers=self.num_workers, pin_memory=cuda)
+        names = "+".join(name for *_, name in views)
+        distinct = sorted({c for _, captions, *_ in views for c in captions},
+                          key=lambda c: (len(c), c))
+        row_of = {c: i for i, c in enumerate(distinct)}
+        mine = [distinct[i] for i in distributed.shard(len(distinct))]
         with autocast(model.device, self.precision):
             audio = [model.encode_audio(batch[0].to(model.device, non_blocking=True)).float()
-                     for batch in progress(loader, desc=f"eval {name} audio", leave=False,
+                     for batch in progress(loader, desc=f"eval {names} audio", leave=False,
                                            enabled=self.progress)]
-            distinct = sorted(set(captions))
-            row_of = {c: i for i, c in enumerate(distinct)}
-            mine = [distinct[i] for i in distributed.shard(len(distinct))]
-            text = torch.cat([model.encode_text(mine[i:i + self.batch_size]).float()
-                              for i in range(0, len(mine), self.batch_size)])
-        audio, text = distributed.gather_rows(torch.cat(audio)), distributed.gather_rows(text)
-        text = text[torch.tensor([row_of[c] for c in captions], device=text.device)]
-        return audio, text, torch.tensor(owner, device=model.device)
+            text = [model.encode_text(mine[i:i + self.batch_size]).float()
+                    for i in range(0, len(mine), self.batch_size)]
+        audio = distributed.gather_rows(torch.cat(audio))
+        text = distributed.gather_rows(torch.cat(text))
+        out, start = [], 0
+        for set_clips, captions, owner, _ in views:
+            rows = torch.tensor([row_of[c] for c in captions], device=text.device)
+            out.append((audio[start:start + len(set_clips)], text[rows],
+                        torch.tensor(owner, device=model.device)))
+            start += len(set_clips)
+        return out
 
     def evaluate(self, model: DualEncoder, test_stream) -> Evaluation:
         was_training = model.training
         model.eval()
         try:
-            sets = [(exp.dataset.dataset_name[0], *self.embed(model, exp.dataset))
-                    for exp in test_stream]
+            datasets = [exp.dataset for exp in test_stream]
+            sets = [(d.dataset_name[0], *embedded) for d, embedded
+                    in zip(datasets, self.embed_sets(model, datasets), strict=True)]
             return score_embedded(sets, union=self.union, chunk=self.chunk)
         finally:
             model.train(was_training)

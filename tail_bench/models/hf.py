@@ -7,6 +7,8 @@ Prompt insertion per tower:
 - `ClapAudioTower` (HTS-AT, window attention): prompts become prefix keys/values of every
   window attention of the last stage (whose width is the tower's output width): each window
   also attends to the prompts, projected by that layer's own frozen key/value weights.
+Attention runs through `F.scaled_dot_product_attention` in every tower (`set_attention`
+switches back to the explicit softmax, the reference it is tested against).
 Audio towers run the torch front-end of their feature extractor (`frontends.frontend_for`)
 on the wave's device. Weights load through `from_pretrained(local_files_only=True)`
 (safetensors, or torch.load with weights_only as transformers does).
@@ -47,6 +49,7 @@ class HFTextTower(nn.Module):
         super().__init__()
         self.model, self.tokenizer, self.max_length = model, tokenizer, max_length
         self.width, self.pool, self.normalize = model.config.hidden_size, pool, normalize
+        set_attention(self, "sdpa")
 
     @classmethod
     def from_pretrained(cls, path: Path, max_length: int = 64) -> HFTextTower:
@@ -93,8 +96,13 @@ class HFTextTower(nn.Module):
             masks.append(torch.ones(prefix.shape[:2], dtype=mask.dtype, device=mask.device))
         hidden = torch.cat([*parts, h[:, 1:]], 1)
         full = torch.cat([*masks, mask[:, 1:]], 1)
-        attn = create_bidirectional_mask(config=self.model.config, inputs_embeds=hidden,
-                                         attention_mask=full)
+        if self.model.config._attn_implementation == "sdpa":
+            # a boolean mask as transformers builds it for SDPA, without the host sync of
+            # its check whether the mask can be left out (fused kernels take it either way)
+            attn = full.bool()[:, None, None, :]
+        else:
+            attn = create_bidirectional_mask(config=self.model.config, inputs_embeds=hidden,
+                                             attention_mask=full)
         last = self.model.encoder(hidden, attention_mask=attn).last_hidden_state
         return self.model.pooler(last) if self.pool == "pooler" else last[:, 0]
 
@@ -125,32 +133,53 @@ class ASTAudioTower(nn.Module):
         return (h[:, 0] + h[:, 1]) / 2
 
 
-def _prefixed_attention(self, hidden_states, attention_mask=None, output_attentions=False):
-    """ClapAudioSelfAttention.forward with `self.prefix` (B, P, C) as extra keys/values."""
+def _window_attention(self, hidden_states, attention_mask=None, output_attentions=False):
+    """ClapAudioSelfAttention.forward with `self.prefix` (B, P, C) as extra keys/values
+    that every window of a sample attends to (projected by this layer's own key/value
+    weights, with no position bias), through `F.scaled_dot_product_attention` (fused
+    kernels) while `self.sdpa`. Windows are grouped per sample, (B, windows x heads, n, d),
+    so the relative position bias, the shifted-window mask and the prefix are one
+    (windows x heads) bias broadcast over the batch, never a per-window copy. Without
+    `self.sdpa` (or when attention weights are asked for) it is the explicit softmax:
+    HF's own forward without a prefix, the same softmax over prefix + window with one."""
     prefix = self.prefix
-    if prefix is None:
+    if prefix is None and (not self.sdpa or output_attentions):
         return self._plain_forward(hidden_states, attention_mask, output_attentions)
     bw, n, _ = hidden_states.shape
-    scale = math.sqrt(self.attention_head_size)
-    shape = (bw, n, -1, self.attention_head_size)
-    q = self.query(hidden_states).view(shape).transpose(1, 2)
-    k = self.key(hidden_states).view(shape).transpose(1, 2)
-    v = self.value(hidden_states).view(shape).transpose(1, 2)
-    scores = q @ k.transpose(-1, -2) / scale
+    heads, d = self.num_attention_heads, self.attention_head_size
+    windows = (bw // prefix.shape[0] if prefix is not None  # window batches are sample-major
+               else 1 if attention_mask is None else attention_mask.shape[0])
+    b = bw // windows
+
+    def grouped(x: Tensor, length: int) -> Tensor:  # -> (B, windows x heads, length, d)
+        return x.reshape(b, windows, length, heads, d).permute(0, 1, 3, 2, 4).reshape(
+            b, windows * heads, length, d)
+
+    q, k, v = (grouped(f(hidden_states), n) for f in (self.query, self.key, self.value))
     bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-    scores = scores + bias.view(n, n, -1).permute(2, 0, 1).unsqueeze(0)
-    if attention_mask is not None:
-        m = attention_mask.shape[0]
-        scores = (scores.view(bw // m, m, self.num_attention_heads, n, n)
-                  + attention_mask.unsqueeze(1).unsqueeze(0)).view(bw, -1, n, n)
-    windows = bw // prefix.shape[0]  # window batches are ordered sample-major
-    p_shape = (prefix.shape[0], prefix.shape[1], -1, self.attention_head_size)
-    kp = self.key(prefix).view(p_shape).transpose(1, 2).repeat_interleave(windows, 0)
-    vp = self.value(prefix).view(p_shape).transpose(1, 2).repeat_interleave(windows, 0)
-    scores = torch.cat([q @ kp.transpose(-1, -2) / scale, scores], -1)
-    probs = self.dropout(nn.functional.softmax(scores, dim=-1))
-    context = (probs @ torch.cat([vp, v], 2)).permute(0, 2, 1, 3).reshape(bw, n, -1)
-    return (context, probs) if output_attentions else (context,)
+    bias = bias.view(n, n, heads).permute(2, 0, 1).unsqueeze(0)  # (1, heads, n, n)
+    if attention_mask is not None:  # (windows, n, n): the shifted windows' mask
+        bias = bias + attention_mask.unsqueeze(1)
+    bias = bias.expand(windows, heads, n, n).reshape(windows * heads, n, n)
+    if prefix is not None:
+        p = prefix.shape[1]
+        kp, vp = (grouped(f(prefix).unsqueeze(1).expand(b, windows, p, -1), p)
+                  for f in (self.key, self.value))
+        k, v = torch.cat([kp, k], 2), torch.cat([vp, v], 2)
+        bias = torch.cat([bias.new_zeros(windows * heads, n, p), bias], -1)
+    if self.sdpa and not output_attentions:
+        probs = None
+        context = nn.functional.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias.unsqueeze(0).to(q.dtype),
+            dropout_p=self.dropout.p if self.training else 0.0)
+    else:
+        scores = q @ k.transpose(-1, -2) / math.sqrt(d) + bias
+        probs = self.dropout(nn.functional.softmax(scores, dim=-1))
+        context = probs @ v
+    context = context.view(b, windows, heads, n, d).permute(0, 1, 3, 2, 4).reshape(bw, n, -1)
+    if output_attentions:
+        return context, probs.reshape(bw, heads, n, -1)
+    return (context,)
 
 
 class ClapAudioTower(nn.Module):
@@ -170,10 +199,12 @@ class ClapAudioTower(nn.Module):
         self.model, self.frontend = model, frontend
         encoder = model.audio_encoder
         self.width = encoder.num_features
-        self._attn = [b.attention.self for b in encoder.layers[-1].blocks]
-        for a in self._attn:  # installed once; without a prefix it is the plain forward
-            a.prefix, a._plain_forward = None, a.forward
-            a.forward = types.MethodType(_prefixed_attention, a)
+        for layer in encoder.layers:  # installed once, in every window attention
+            for block in layer.blocks:
+                a = block.attention.self
+                a.prefix, a.sdpa, a._plain_forward = None, True, a.forward
+                a.forward = types.MethodType(_window_attention, a)
+        self._attn = [b.attention.self for b in encoder.layers[-1].blocks]  # prompted
 
     def features(self, wave: Tensor) -> Tensor:
         """(B, S) -> log-mel `input_features` (B, 1, frames, n_mels)."""
@@ -193,6 +224,31 @@ class ClapAudioTower(nn.Module):
         finally:
             for a in self._attn:
                 a.prefix = None
+
+
+ATTENTION = ("sdpa", "eager")
+
+
+def set_attention(model: nn.Module, kind: str) -> None:
+    """How every Hugging Face tower in `model` computes attention: "sdpa" (the default:
+    `F.scaled_dot_product_attention`, flash or memory-efficient kernels where the device
+    has them) or "eager" (explicit matmul and softmax: the reference, equal within float
+    tolerance, tested). Text towers and AST take it as `attn_implementation`. CLAP's text
+    model does not declare SDPA support in transformers: its attention calls the same
+    interface as RoBERTa's but lacks RoBERTa's `is_causal = False`, and that interface
+    takes a missing one for causal when no padding mask is needed; it is set here."""
+    if kind not in ATTENTION:
+        raise ValueError(f"attention {kind!r}: expected one of {ATTENTION}")
+    for m in model.modules():
+        if isinstance(m, ClapAudioTower):
+            for layer in m.model.audio_encoder.layers:
+                for block in layer.blocks:
+                    block.attention.self.sdpa = kind == "sdpa"
+        elif isinstance(m, HFTextTower | ASTAudioTower):
+            m.model.config._attn_implementation = kind
+            for a in m.model.modules():
+                if hasattr(a, "attention_head_size") and not hasattr(a, "is_causal"):
+                    a.is_causal = False
 
 
 def _load(loader, path: Path, what: str):

@@ -23,7 +23,9 @@ class ProgressBar(SupervisedPlugin, supports_distributed=True):
 
     def after_training_iteration(self, template, **kwargs) -> None:
         self.bar.update()
-        if self.enabled and self.bar.n % 25 == 1:  # reading the loss syncs the device
+        # reading the loss syncs the device: only on the batches the template's finite
+        # check reads it too (every 25th on CUDA, every one on the CPU)
+        if self.enabled and self.bar.n % template.check_every == 0:
             self.bar.set_postfix(loss=f"{template.loss.item():.3f}")
 
     def after_training_epoch(self, template, **kwargs) -> None:

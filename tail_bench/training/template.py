@@ -18,9 +18,11 @@ are wrapped to see Avalanche's view of the template (`avalanche_compat`); an `ev
 (an EvaluationPlugin with `RetrievalMetrics` and loggers) scores each test set with the
 shared evaluator core in `eval`.
 
-The GPU stays fed: pinned, non-blocking copies, persistent loader workers, and no host
-sync per step. A non-finite loss stops training with `Diverged` naming the step, epoch and
-batch; the check reads the device every `check_every` batches (every batch on the CPU).
+The GPU stays fed: pinned, non-blocking copies, persistent loader workers, fused AdamW on
+CUDA, and no host sync inside a step (`compile` adds torch.compile on the training
+forward). A non-finite loss stops training with `Diverged` naming the step, epoch and
+batch; the check reads the device every `check_every` batches (every batch on the CPU),
+and the progress bar reads the loss on those batches only.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 
 from tail_bench import distributed
@@ -63,12 +65,33 @@ class _Interleaved(Sampler):
         return -(-self.n // self.world)
 
 
+class StepLoss(nn.Module):
+    """A batch's whole loss as one module's forward, for DistributedDataParallel: the
+    embeddings, the criterion and every plugin's `before_backward` terms (distillation,
+    key losses, penalties, reference batches), so every parameter a loss uses is used
+    inside the wrapped forward."""
+
+    def __init__(self, template: RetrievalTemplate) -> None:
+        super().__init__()
+        self.model = template.model
+        object.__setattr__(self, "template", template)  # not a submodule
+
+    def forward(self) -> Tensor:
+        t = self.template
+        t.mb_output = t._embed_batch()
+        t.loss = t.loss + t.criterion()
+        SupervisedTemplate._before_backward(t)
+        loss, t.loss = t.loss, t._make_empty_loss()  # the training loop adds it back
+        return loss
+
+
 class RetrievalTemplate(SupervisedTemplate):
     def __init__(self, *, model: DualEncoder, strategy: Strategy, lr: float,
                  weight_decay: float = 0.01, train_mb_size: int = 64, train_epochs: int = 1,
                  device: torch.device | str = "cpu", seed: int = 0, num_workers: int = 0,
                  plugins: Sequence[SupervisedPlugin] = (), check_every: int = 25,
-                 precision: str = "fp32", evaluator: EvaluationPlugin | None = None) -> None:
+                 precision: str = "fp32", compile: bool = False,
+                 evaluator: EvaluationPlugin | None = None) -> None:
         self.method, self.num_workers, self.precision = strategy, num_workers, precision
         device = torch.device(device)
         if device.type == "cpu":
@@ -79,6 +102,7 @@ class RetrievalTemplate(SupervisedTemplate):
         self.check_every = 1 if device.type == "cpu" else check_every
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self._batch, self._bad_at = 0, None
+        self._in_epoch, self._ddp, self._step_loss = False, None, None
         self.lr, self.weight_decay, self.seed = lr, weight_decay, seed
         if evaluator is None:
             with warnings.catch_warnings():  # "no loggers": the shared evaluator scores
@@ -89,13 +113,17 @@ class RetrievalTemplate(SupervisedTemplate):
                          train_mb_size=train_mb_size, train_epochs=train_epochs,
                          eval_mb_size=train_mb_size, device=device,
                          plugins=[strategy, *bridge(plugins, device)], evaluator=evaluator)
+        # compiled here, not on the model: a teacher deep-copied from the model must not
+        # share the student's compiled forward
+        self._embed = torch.compile(model.embed) if compile else model.embed
 
     def _new_optimizer(self, model: DualEncoder) -> torch.optim.Optimizer:
         params = self.method.trainable_parameters(model)
         if not params:
             raise ValueError(f"strategy {self.method.name!r} declares no trainable parameters")
         return torch.optim.AdamW(params, lr=self.method.learning_rate(self.lr),
-                                 weight_decay=self.weight_decay)
+                                 weight_decay=self.weight_decay,
+                                 fused=all(p.is_cuda for p in params) or None)
 
     def make_optimizer(self, **kwargs) -> None:
         self.optimizer = self._new_optimizer(self.model)
@@ -125,10 +153,42 @@ class RetrievalTemplate(SupervisedTemplate):
         self.mb_positives = positive_pairs(distributed.gather_rows(keys))
 
     def forward(self):
+        """The batch's embeddings. With several processes, while training, the whole loss
+        of the batch is computed here, inside DistributedDataParallel's forward
+        (`StepLoss`: the criterion and every strategy's `before_backward` terms), so that
+        DDP averages the gradients bucket by bucket while backward still runs."""
+        if not (self._in_epoch and distributed.active()):
+            return self._embed_batch()
+        if self._ddp is None:  # per step: a step may change what trains (CODA-Prompt)
+            mine = {id(p) for p in self.model.parameters()}
+            if any(id(p) not in mine for g in self.optimizer.param_groups for p in g["params"]):
+                raise ValueError(f"strategy {self.method.name!r} trains parameters outside the "
+                                 "model; with several processes only the model's gradients "
+                                 "are averaged (attach them to the model, as prompters are)")
+            self._ddp = distributed.data_parallel(StepLoss(self), self.device)
+        self._step_loss = self._ddp()
+        return self.mb_output
+
+    def _embed_batch(self):
         wave, texts, _ = self.mbatch
         self.mb_inputs = self.model.inputs(wave, texts)
         with self.autocast():
-            return self.model.embed(*self.mb_inputs)
+            return self._embed(*self.mb_inputs)
+
+    def training_epoch(self, **kwargs) -> None:
+        self._in_epoch = True
+        try:
+            super().training_epoch(**kwargs)
+        finally:
+            self._in_epoch = False
+
+    def _before_training_exp(self, **kwargs) -> None:
+        self._ddp = None
+        super()._before_training_exp(**kwargs)
+
+    def _before_backward(self, **kwargs) -> None:
+        if self._step_loss is None:  # with DDP the terms were added inside its forward
+            super()._before_backward(**kwargs)
 
     def gather(self, rows: Tensor) -> Tensor:
         """This process's rows of the batch -> the whole batch's (every process's, with
@@ -142,6 +202,8 @@ class RetrievalTemplate(SupervisedTemplate):
         metric (`RetrievalMetrics`) embeds and scores in `after_eval_exp`."""
 
     def criterion(self):
+        if self._step_loss is not None:  # computed inside DDP's forward
+            return self._step_loss
         audio, text = map(self.gather, self.mb_output)
         loss = info_nce(audio, text, self.model.logit_scale, self.mb_positives)
         self.loss_terms = {"info_nce": loss.detach()}
@@ -155,6 +217,7 @@ class RetrievalTemplate(SupervisedTemplate):
 
     def _before_training_epoch(self, **kwargs) -> None:
         self._batch, self._bad_at = 0, None
+        self._in_epoch, self._ddp, self._step_loss = False, None, None
         super()._before_training_epoch(**kwargs)
 
     def backward(self) -> None:
@@ -166,11 +229,11 @@ class RetrievalTemplate(SupervisedTemplate):
                         else torch.where((self._bad_at == 0) & bad, here, self._bad_at))
         if self._batch % self.check_every == 0:
             self._check_finite()
+        self._step_loss = None
+        # several processes: DDP averages their gradients during backward, which is the
+        # one-process gradient (`gather`'s backward sends each process the whole loss's
+        # share of its rows)
         self.scaler.scale(self.loss).backward()
-        # several processes: the average of their gradients is the one-process gradient
-        # (`gather`'s backward sends each process the whole loss's share of its rows)
-        distributed.average_gradients(p for g in self.optimizer.param_groups
-                                      for p in g["params"])
 
     def optimizer_step(self) -> None:
         self.scaler.step(self.optimizer)
