@@ -20,6 +20,9 @@ def cmd_run(a: argparse.Namespace) -> None:
     from tail_bench import distributed
 
     if a.resume is not None:
+        from tail_bench.reporting.results import load_run
+
+        load_run(a.resume)  # the run file's own faults are named as such, not as --config's
         cfg = config.for_resume(a.resume, config.given(a), a.config)
     else:
         cfg = config.build(config.given(a), a.config)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tail_bench.errors import ConfigError
+from tail_bench.errors import ConfigError, RunFileError
 from tail_bench.evaluation.galleries import GALLERIES
 from tail_bench.reporting import REPORT_EVERY
 
@@ -311,7 +311,11 @@ def for_resume(run_dir: Path, given: dict[str, Any], config: Path | None = None)
     if not file.is_file():
         raise ConfigError(f"--resume {run_dir}: no {RUN_FILE} there (expected a directory "
                           "written by `tail-bench run`)")
-    stored = RunConfig(**load_file(file))
+    stored = load_file(file)
+    if not stored.get("strategy"):
+        raise RunFileError(f"{file}: its 'config' has no strategy: not the options of a run "
+                           "(was it edited?)")
+    stored = RunConfig(**stored)
     asked = {**(load_file(config) if config is not None else {}), **given}
     out = asked.pop("out", None)
     if out is not None and Path(out).resolve() != Path(run_dir).resolve():

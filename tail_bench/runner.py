@@ -292,7 +292,11 @@ def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: Retriev
     method = "+".join([cls.name, *avalanche_plugins])
     where = checkpoint.folder(store.out, method, seed, order_index)
     entry = store.find(method, seed, order_index)
-    resumed = entry is not None
+    zero_row = {"step": 0, "after": None, "scores": zero_shot.scores, "train_seconds": 0.0,
+                "eval_seconds": round(zero_seconds, 3)}
+    if entry is not None and not entry["rows"]:  # to compute again (its state was damaged)
+        checkpoint.remove(where)
+    resumed = entry is not None and bool(entry["rows"])
     if entry is None:
         role = "zero-shot" if not cls.trains else ("joint" if cls.joint else "continual")
         info = {"role": role, "description": cls.description,
@@ -304,9 +308,8 @@ def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: Retriev
                                       for spec, p in zip(avalanche_plugins, extra_plugins,
                                                          strict=True)]}
         entry = store.start(method=method, seed=seed, info=info)
-        store.add_row(entry, {"step": 0, "after": None, "scores": zero_shot.scores,
-                              "train_seconds": 0.0, "eval_seconds": round(zero_seconds, 3)},
-                      zero_shot.clips)
+    if not resumed:
+        store.add_row(entry, dict(zero_row), zero_shot.clips)
     device = run_as.device
     tag_of = f"{method}/seed{seed}" + (f"/order{order_index + 1}" if order_index else "")
     if not resumed:
@@ -315,8 +318,6 @@ def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: Retriev
     # Avalanche plugins keep state (a replay buffer, EWC's importances) that no contract
     # saves: a row with plugins writes no checkpoint and starts over on --resume
     keeps = cls.trains and not avalanche_plugins
-    saved = entry.setdefault("checkpoint", {"writes": 0, "seconds": 0.0, "mb": 0.0}) \
-        if keeps else {}
     try:
         with CostMeter(device) as total:
             if cls.trains:
@@ -330,10 +331,19 @@ def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: Retriev
                     plugins=[ProgressBar(label=method, enabled=run_as.progress),
                              LossLogger(lambda t, v, b: loggers.scalar(f"{tag_of}/{t}", v, b)),
                              *extra_plugins])
+                if resumed and keeps:
+                    try:
+                        done = checkpoint.load(where, model=model, strategy=strategy,
+                                               template=template,
+                                               recorded=entry.get("checkpoint"))
+                    except checkpoint.DamagedCheckpoint as err:
+                        checkpoint.remove(where)
+                        store.restart(entry, str(err))
+                        store.add_row(entry, dict(zero_row), zero_shot.clips)
                 if resumed:
-                    done = checkpoint.load(where, model=model, strategy=strategy,
-                                           template=template) if keeps else 0
                     store.reopen(entry, done)
+                saved = entry.setdefault("checkpoint", {"writes": 0, "seconds": 0.0,
+                                                        "mb": 0.0}) if keeps else {}
                 steps = len(bench.train_stream)
                 for i, exp in enumerate(bench.train_stream, 1):
                     if i <= done:
@@ -355,11 +365,12 @@ def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: Retriev
                                           **stored_bytes(strategy, model)}, result.clips)
                     log_scores(loggers, tag_of, result, i)
                     if i < steps and keeps and store.write:
-                        seconds, size = checkpoint.save(where, i, model=model,
-                                                        strategy=strategy, template=template)
+                        written = checkpoint.save(where, i, model=model, strategy=strategy,
+                                                  template=template)
                         saved.update(writes=saved["writes"] + 1,
-                                     seconds=round(saved["seconds"] + seconds, 3),
-                                     mb=round(size / 2**20, 2))
+                                     seconds=round(saved["seconds"] + written["seconds"], 3),
+                                     mb=round(written["bytes"] / 2**20, 2),
+                                     step=i, sha256=written["sha256"])
             elif resumed:
                 store.reopen(entry, 0)
     except Diverged as err:

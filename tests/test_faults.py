@@ -1,15 +1,19 @@
 """The suite under hostile input and faults: every case a user can cause gets one clear
 line or a recorded status, never a silently wrong result or a raw traceback.
 
-This part: the real stream's data root (metadata rows, files whose headers lie)."""
+The data root (metadata rows, files whose headers lie); run files of the wrong shape;
+write failures; damaged resume state; one writer per run directory."""
 
 import json
+import shutil
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from tail_bench.cli import main
 from tail_bench.streams.audio import AudioError, header_problem, load_clip
 from tail_bench.streams.fixture import write_fixture
 from tail_bench.streams.tail import DataError, prepare, read_all
@@ -136,3 +140,74 @@ def test_lying_headers_in_a_data_root_are_problems_with_their_rows(root, tmp_pat
     assert sorted((p["row"], p["kind"]) for p in problems) == [(3, "unreadable audio"),
                                                                (5, "unreadable audio")]
     assert all("the header promises" in p["detail"] for p in problems)
+
+
+# --- run files of the wrong shape: one line naming the file -------------------------------
+
+REFERENCE = Path(__file__).parent.parent / "results/reference/stream-length/runs/length-4"
+
+
+@pytest.fixture()
+def run_dir(tmp_path):
+    """A copy of a shipped run directory (run.json and per-clip sums; no tables)."""
+    out = tmp_path / "run"
+    shutil.copytree(REFERENCE / "clips", out / "clips")
+    shutil.copy(REFERENCE / "run.json", out / "run.json")
+    return out
+
+
+def _edit(run_dir, change):
+    data = json.loads((run_dir / "run.json").read_text())
+    change(data)
+    (run_dir / "run.json").write_text(json.dumps(data))
+
+
+def _error(argv) -> str:
+    with pytest.raises(SystemExit) as err:
+        main(argv)
+    message = str(err.value)
+    assert message.startswith("tail-bench: error: ") and "\n" not in message
+    return message
+
+
+def _unfinish_done(data):
+    del data["runs"][1]["cost"]  # what an unfinished entry lacks, its status edited to done
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda d: d.update(stream={}), "'stream' must be an object with 'name'"),
+    (lambda d: d.update(stream="tail-synth"), "'stream' must be an object with 'name'"),
+    (lambda d: d["runs"][0].pop("rows"), "runs[0] (coda-prompt seed 0): expected 'rows'"),
+    (lambda d: d["runs"][2]["rows"][1].pop("scores"), "runs[2] (ewc seed 0): "
+                                                      "expected 'rows'"),
+    (lambda d: d["runs"].__setitem__(0, "finetune"), "runs[0]: expected an object"),
+    (lambda d: d["runs"][0].update(status="finished"),
+     "runs[0] (coda-prompt seed 0): status 'finished': expected one of"),
+    (_unfinish_done, "runs[1] (er seed 0): status 'done' without its 'cost'"),
+    (lambda d: d.update(config=[]), "'config' must be an object"),
+])
+def test_report_names_a_run_file_of_the_wrong_shape(change, expected, run_dir):
+    _edit(run_dir, change)
+    message = _error(["report", str(run_dir)])
+    assert f"{run_dir / 'run.json'}: {expected}" in message
+
+
+def test_report_names_a_run_file_that_is_a_directory_or_a_symlink_loop(tmp_path):
+    (tmp_path / "dir" / "run.json").mkdir(parents=True)
+    assert "run.json: not a readable run file (Is a directory)" in _error(
+        ["report", str(tmp_path / "dir")])
+    (tmp_path / "loop").mkdir()
+    (tmp_path / "loop" / "run.json").symlink_to(tmp_path / "loop" / "run.json")
+    assert "run.json: not a readable run file (Too many levels of symbolic links)" in _error(
+        ["report", str(tmp_path / "loop")])
+
+
+def test_resume_names_an_empty_config_and_a_truncated_run_file(run_dir):
+    _edit(run_dir, lambda d: d.update(config={}))
+    message = _error(["run", "--resume", str(run_dir)])
+    assert f"{run_dir / 'run.json'}: its 'config' has no strategy" in message
+    text = (REFERENCE / "run.json").read_text()
+    (run_dir / "run.json").write_text(text[: len(text) // 2])
+    message = _error(["run", "--resume", str(run_dir)])
+    assert f"{run_dir / 'run.json'}: not a readable run file: not valid JSON" in message
+    assert "--config" not in message

@@ -7,12 +7,19 @@ sums (what bootstrap intervals and paired significance tests resample). A run wi
 `--orders K` keeps an entry per (method, seed, order): `order` names its data sets in
 training order and `order_index` says which of the run's orders it is (0: the first);
 its per-clip file and checkpoint folder end in `-o<index>` past the first order.
+An entry records its per-clip file's SHA-256 (`clips_sha256`): a file that is missing,
+unreadable, or lacks one of the entry's steps is named, its rows lose their intervals of
+means and paired tests (the tables say so), and `--resume` computes that entry again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import sys
+import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +69,9 @@ class RunStore:
             self.data = load_run(self.out)
             self.clips = load_clips(self.out, self.data)
             self.data.setdefault("resumed", []).append(header)
+            for e in self.data["runs"]:
+                if e.get("clips_file") and entry_key(e) not in self.clips:
+                    self.restart(e, f"{e['clips_file']}: missing or damaged")
             return
         if write and (self.out / RUN_FILE).exists():  # (rank 0 may have written it)
             raise RunFileError(f"{self.out / RUN_FILE} exists: pick a new --out or move it")
@@ -81,24 +91,48 @@ class RunStore:
 
     def reopen(self, entry: dict[str, Any], last_step: int) -> None:
         """An unfinished method continues after `last_step` (its checkpoint): later rows
-        go, they are computed again."""
+        go, they are computed again. run.json goes first: a kill before the per-clip file
+        follows leaves that file holding every kept step (and more), which still reads."""
         entry["status"] = "running"
         entry.pop("failure", None)
         entry["rows"] = [r for r in entry["rows"] if r["step"] <= last_step]
         table = self.clips.setdefault(entry_key(entry), {})
         for step in [s for s in table if s > last_step]:
             del table[step]
-        if self.write and entry.get("clips_file"):
-            atomic_write_bytes(self.out / entry["clips_file"], _pack(table))
+        data = _pack(table) if entry.get("clips_file") else None
+        if data is not None:
+            entry["clips_sha256"] = hashlib.sha256(data).hexdigest()
+        self.save()
+        if self.write and data is not None:
+            atomic_write_bytes(self.out / entry["clips_file"], data)
+
+    def restart(self, entry: dict[str, Any], reason: str) -> None:
+        """An entry whose saved state (per-clip file, checkpoint) is missing or damaged is
+        computed again from step 0; `restarts` in its record keeps the reason."""
+        if self.write:
+            what = f"{entry['method']} seed {entry['seed']}" + (
+                f" order {entry['order_index'] + 1}" if entry.get("order_index") else "")
+            print(f"tail-bench: warning: {reason}; {what} starts again from step 0",
+                  file=sys.stderr)
+        entry["restarts"] = [*entry.get("restarts", []),
+                             {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "reason": reason}]
+        for k in ("cost", "extra", "failure", "checkpoint", "clips_sha256"):
+            entry.pop(k, None)
+        entry.update(status="interrupted", rows=[], clips_file=None)
+        self.clips[entry_key(entry)] = {}
         self.save()
 
     def add_row(self, entry: dict[str, Any], row: dict[str, Any], clips: ClipScores) -> None:
+        """The per-clip file goes first, then run.json with its checksum: a kill between
+        the two leaves a file holding one step more, which still reads."""
         entry["rows"].append(row)
-        table = self.clips[entry_key(entry)]
+        table = self.clips.setdefault(entry_key(entry), {})
         table[row["step"]] = clips
         entry["clips_file"] = clips_file(entry)
+        data = _pack(table)
+        entry["clips_sha256"] = hashlib.sha256(data).hexdigest()
         if self.write:
-            atomic_write_bytes(self.out / entry["clips_file"], _pack(table))
+            atomic_write_bytes(self.out / entry["clips_file"], data)
         self.save()
 
     def stop(self, entry: dict[str, Any], status: str, failure: dict[str, Any]) -> None:
@@ -151,14 +185,44 @@ def _unpack(data: np.lib.npyio.NpzFile) -> dict[int, ClipScores]:
     return table
 
 
+def _clips_problem(path: Path, entry: dict[str, Any]) -> tuple[str | None, dict]:
+    """(what is wrong with an entry's per-clip file or None, its table). A file that differs
+    from its recorded checksum is still used when it reads whole (the zip's CRCs) and holds
+    every step of the entry: a kill between it and run.json leaves one like that."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return "missing", {}
+    if hashlib.sha256(data).hexdigest() == entry.get("clips_sha256"):
+        with np.load(io.BytesIO(data)) as npz:
+            return None, _unpack(npz)
+    try:
+        with np.load(io.BytesIO(data)) as npz:
+            table = _unpack(npz)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        return f"unreadable ({type(err).__name__}: {err})", {}
+    lacking = [r["step"] for r in entry["rows"] if r["step"] not in table]
+    if lacking:
+        return f"has no sums of step(s) {', '.join(map(str, lacking))}", {}
+    return None, {r["step"]: table[r["step"]] for r in entry["rows"]}
+
+
 def load_clips(run_dir: Path, run: dict[str, Any]) -> ClipTable:
-    """Per-clip sums of every entry that has them (older run files have none)."""
+    """Per-clip sums of every entry that has them (older run files have none). A file that
+    is missing or damaged is named on stderr and left out: the tables say which rows lack
+    their intervals of means, and `--resume` computes that entry again."""
     out: ClipTable = {}
     for e in run["runs"]:
-        path = Path(run_dir) / e["clips_file"] if e.get("clips_file") else None
-        if path is not None and path.exists():
-            with np.load(path) as data:
-                out[entry_key(e)] = _unpack(data)
+        if not e.get("clips_file"):
+            continue
+        path = Path(run_dir) / e["clips_file"]
+        problem, table = _clips_problem(path, e)
+        if problem:
+            print(f"tail-bench: warning: {path}: {problem}; {e['method']} seed {e['seed']} "
+                  "has no per-clip sums (`tail-bench run --resume` computes them again)",
+                  file=sys.stderr)
+            continue
+        out[entry_key(e)] = table
     return out
 
 
@@ -184,7 +248,67 @@ def _upgrade(run: dict[str, Any]) -> dict[str, Any]:
     return run
 
 
+STATUSES = ("running", FINISHED, "diverged", "failed", "interrupted")
+
+
+def _is_scores(scores: Any) -> bool:
+    """{data set: {direction: {metric: {"value", "ci95"} or a number}}}."""
+    return isinstance(scores, dict) and all(
+        isinstance(dirs, dict) and all(
+            isinstance(ms, dict) and all(
+                isinstance(v, int | float) or (isinstance(v, dict)
+                                               and isinstance(v.get("value"), int | float))
+                for v in ms.values()) for ms in dirs.values())
+        for dirs in scores.values())
+
+
+def _entry_problem(e: Any) -> str | None:
+    """What a run file's entry lacks that the reports read, or None."""
+    if not isinstance(e, dict):
+        return "expected an object"
+    if not isinstance(e.get("method"), str) or type(e.get("seed")) is not int:
+        return "expected 'method' (text) and 'seed' (an integer)"
+    if e.get("status") not in STATUSES:
+        return f"status {e.get('status')!r}: expected one of {', '.join(STATUSES)}"
+    rows = e.get("rows")
+    if not isinstance(rows, list) or not all(
+            isinstance(r, dict) and type(r.get("step")) is int and _is_scores(r.get("scores"))
+            for r in rows):
+        return "expected 'rows': a list of objects with 'step' (an integer) and 'scores'"
+    cost = e.get("cost")
+    if e["status"] == FINISHED and not (isinstance(cost, dict) and all(
+            isinstance(cost.get(k), int | float) for k in ("trainable_params",
+                                                          "train_seconds"))):
+        return ("status 'done' without its 'cost' (trainable_params, train_seconds): "
+                "an unfinished entry marked done? set its status back and --resume")
+    return None
+
+
+def _run_problem(run: Any) -> str | None:
+    """What a run file lacks that the reports read, or None (the entries' problems name
+    the entry)."""
+    if not isinstance(run, dict) or "runs" not in run or "stream" not in run:
+        return "expected an object with keys 'stream' and 'runs' of a tail-bench run file"
+    stream = run["stream"]
+    if not (isinstance(stream, dict) and isinstance(stream.get("name"), str)
+            and isinstance(stream.get("datasets"), list) and stream["datasets"]
+            and all(isinstance(d, str) for d in stream["datasets"])):
+        return "'stream' must be an object with 'name' (text) and 'datasets' (names)"
+    if not isinstance(run.get("config", {}), dict):
+        return "'config' must be an object (the run's options)"
+    if not isinstance(run["runs"], list):
+        return "'runs' must be a list of entries"
+    for i, e in enumerate(run["runs"]):
+        problem = _entry_problem(e)
+        if problem:
+            what = f" ({e.get('method')} seed {e.get('seed')})" if isinstance(e, dict) else ""
+            return f"runs[{i}]{what}: {problem}"
+    return None
+
+
 def load_run(path: Path) -> dict[str, Any]:
+    """A run file (or its directory), its structure checked: what the reports and --resume
+    read is there, so a damaged or hand-edited file is named in one line."""
     path = Path(path)
     file = path / RUN_FILE if path.is_dir() else path
     try:
@@ -193,11 +317,13 @@ def load_run(path: Path) -> dict[str, Any]:
         what = "no such file or directory" if not path.exists() else "no run file"
         raise RunFileError(f"{file}: {what} (expected a directory written by `tail-bench "
                            "run`, or a study directory with study.json)") from err
+    except OSError as err:  # a directory, a symlink loop, no permission
+        raise RunFileError(f"{file}: not a readable run file ({err.strerror})") from err
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RunFileError(f"{file}: not valid JSON ({err})") from err
-    if not isinstance(run, dict) or "runs" not in run or "stream" not in run:
-        raise RunFileError(f"{file}: expected an object with keys 'stream' and 'runs' of a "
-                           "tail-bench run file")
+        raise RunFileError(f"{file}: not a readable run file: not valid JSON ({err})") from err
+    problem = _run_problem(run)
+    if problem:
+        raise RunFileError(f"{file}: {problem}")
     return _upgrade(run)
 
 

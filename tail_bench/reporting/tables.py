@@ -432,6 +432,14 @@ def sections(run: dict[str, Any], clips: Clips | None = None) -> list[str | Tabl
         out += [legend(run), *(comparison_table(run, clips, g) for g in shown)]
         if len(shown) > 1:
             out.append(gallery_gap_table(run))
+        lacking = [e for e in finished(run) if e.get("clips_file") and clips is not None
+                   and _rows_of(clips, e) is None]
+        if lacking:
+            out.append("Without per-clip sums (their file is missing or damaged), so without "
+                       "the interval of a single run's mean and paired tests: "
+                       + ", ".join(f"{e['method']} seed {e['seed']} ({e['clips_file']})"
+                                   for e in lacking)
+                       + "; `tail-bench run --resume` computes them again.")
     if unfinished(run):
         out.append(status_table(run))
     if run["runs"]:
