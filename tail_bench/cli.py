@@ -118,6 +118,7 @@ def cmd_report(a: argparse.Namespace) -> None:
     from tail_bench.reporting.study import STUDY_TABLE, is_study
     from tail_bench.reporting.study import report as study_report
     from tail_bench.reporting.tables import render, scores_csv
+    from tail_bench.storage import writable_dir
 
     studies = [d for d in a.run_dirs if is_study(d)]
     if studies:
@@ -128,6 +129,8 @@ def cmd_report(a: argparse.Namespace) -> None:
         study_report(studies[0], runs=True)
         print((studies[0] / STUDY_TABLE).read_text())
         return
+    if a.out is not None:
+        writable_dir(a.out, f"--out {a.out}")
     run, clips = merge_runs(a.run_dirs)
     if a.out is not None:
         write_merged(a.out, run, clips)
@@ -139,6 +142,7 @@ def cmd_report(a: argparse.Namespace) -> None:
 def cmd_prepare(a: argparse.Namespace) -> None:
     from tail_bench.models.builder import audio_settings
     from tail_bench.presets import get_preset
+    from tail_bench.storage import writable_dir
     from tail_bench.streams.cache import default_workers
     from tail_bench.streams.tail import prepare
 
@@ -148,6 +152,8 @@ def cmd_prepare(a: argparse.Namespace) -> None:
     workers = default_workers() if a.workers is None else a.workers
     if workers < 1:
         raise config.ConfigError(f"--workers {workers}: expected an integer >= 1")
+    if a.out is not None:
+        writable_dir(a.out, f"--out {a.out}")
     code = prepare(a.data_root, policy=values.get("on_error", config.default("on_error")),
                    out=a.out, cache=a.cache, sample_rate=sample_rate, clip_seconds=seconds,
                    workers=workers, patterns=tuple(values.get("audiocaps_patterns") or ()),
@@ -236,7 +242,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         args.func(args)
     except (Interrupted, KeyboardInterrupt) as err:
-        print(f"tail-bench: {err or 'interrupted'}", file=sys.stderr)
+        print(f"tail-bench: {str(err) or 'interrupted'}", file=sys.stderr)
         raise SystemExit(130) from None
     except TailBenchError as err:
         raise SystemExit(f"tail-bench: error: {err}") from None
+    except OSError as err:
+        if err.filename is None:  # not about a path the user can look at: a bug
+            raise
+        raise SystemExit(f"tail-bench: error: {err.filename}: {err.strerror}") from None

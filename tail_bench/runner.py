@@ -31,17 +31,18 @@ import numpy as np
 import torch
 
 import tail_bench
-from tail_bench import distributed
+from tail_bench import distributed, storage
 from tail_bench.config import RunConfig
-from tail_bench.errors import ConfigError, Diverged, Interrupted
+from tail_bench.errors import ConfigError, Diverged, Interrupted, WriteFailed
 from tail_bench.evaluation.evaluator import Evaluation, RetrievalEvaluator
 from tail_bench.evaluation.retrieval import NonFiniteScores
-from tail_bench.models.builder import audio_settings, build_backbone
+from tail_bench.models.builder import audio_settings, build_backbone, pretrains, weights_bytes
 from tail_bench.presets import get_preset
 from tail_bench.reporting.cost import CostMeter
 from tail_bench.reporting.loggers import RunLoggers, check_wandb
-from tail_bench.reporting.results import RunStore, load_run
+from tail_bench.reporting.results import RUN_FILE, RunStore, load_run
 from tail_bench.runtime import resolve_precision
+from tail_bench.storage import DirLock
 from tail_bench.streams.registry import build_stream, check_stream_args, orders_of
 from tail_bench.streams.stream import Stream, reorder
 from tail_bench.training import checkpoint
@@ -148,6 +149,23 @@ def resumable(out: Path, resolved: dict[str, Any]) -> None:
                           f"{'; '.join(diffs)}")
 
 
+def claim(out: Path, lock: DirLock, *, resume: bool, backbone: str) -> None:
+    """Before any work: the run directory can be written, has room for a first checkpoint
+    (the backbone's weights at least), and is this process's alone; the cache can take the
+    weights that pretraining writes."""
+    what = f"--resume {out}" if resume else f"--out {out}"
+    storage.writable_dir(out, what)
+    lock.acquire(what)
+    if not resume and (out / RUN_FILE).exists():  # written by a run that held the lock
+        raise ConfigError(f"{what}: {out / RUN_FILE} exists; pick a new --out, move it, or "
+                          "continue it with --resume")
+    if pretrains(backbone):
+        storage.writable_dir(storage.cache_root() / "backbones",
+                             f"the cache of pretrained backbones ($TAIL_BENCH_CACHE, "
+                             f"{storage.cache_root()})")
+    storage.room_for(out, weights_bytes(backbone), what)
+
+
 def run(cfg: RunConfig, *, resume: bool = False) -> Path:
     """Run every (seed, method) of `cfg`; with `resume`, continue the run in `cfg.out`:
     finished methods are skipped, unfinished ones continue after their last checkpoint."""
@@ -194,25 +212,28 @@ def run(cfg: RunConfig, *, resume: bool = False) -> Path:
                 "backbone": backbone_name, "preset_sizes": preset.as_dict(),
                 "data_seeds": data_seeds, "gallery": cfg.gallery, "world_size": world,
                 "orders": orders}
+    lock = DirLock(out)
     store: RunStore | None = None
     loggers: RunLoggers | None = None
-    if resume:
-        resumable(out, resolved)
-        store = RunStore(out, {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                               "command": sys.argv}, resume=True, write=main,
-                         report_every=cfg.report_every)
-        loggers = RunLoggers(out, tensorboard=cfg.tensorboard and main,
-                             wandb=cfg.wandb if main else None, config=cfg.as_dict())
-    for building in (True, False):  # rank 0 pretrains (or loads) first, the others load
-        if building == main:
-            base = build_backbone(backbone_name, device=run_as.device,
-                                  progress=run_as.progress, text_model=cfg.text_model)
-        distributed.barrier()
-    evaluator = RetrievalEvaluator(batch_size=run_as.eval_batch, num_workers=cfg.workers,
-                                   progress=run_as.progress, precision=run_as.precision,
-                                   gallery=cfg.gallery)
-    stream, built_for = None, None
     try:
+        if main:
+            claim(out, lock, resume=resume, backbone=backbone_name)
+        if resume:
+            resumable(out, resolved)
+            store = RunStore(out, {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                   "command": sys.argv}, resume=True, write=main,
+                             report_every=cfg.report_every)
+            loggers = RunLoggers(out, tensorboard=cfg.tensorboard and main,
+                                 wandb=cfg.wandb if main else None, config=cfg.as_dict())
+        for building in (True, False):  # rank 0 pretrains (or loads) first, the others load
+            if building == main:
+                base = build_backbone(backbone_name, device=run_as.device,
+                                      progress=run_as.progress, text_model=cfg.text_model)
+            distributed.barrier()
+        evaluator = RetrievalEvaluator(batch_size=run_as.eval_batch, num_workers=cfg.workers,
+                                       progress=run_as.progress, precision=run_as.precision,
+                                       gallery=cfg.gallery)
+        stream, built_for = None, None
         for seed in cfg.seeds:
             todo = [(k, m) for k in range(len(orders)) for m in methods
                     if store is None or not finished(store.find(m, seed, k))]
@@ -254,6 +275,7 @@ def run(cfg: RunConfig, *, resume: bool = False) -> Path:
         if loggers is not None:
             loggers.close()
         distributed.stop()
+        lock.release()
     return out
 
 
@@ -276,6 +298,16 @@ def log_scores(loggers: RunLoggers, tag: str, result: Evaluation, step: int) -> 
         for direction, metrics in dirs.items():
             loggers.scalar(f"{tag}/R@1_{direction}/{ds}", metrics["R@1"]["value"], step)
     loggers.flush()
+
+
+def _stop(store: RunStore, entry: dict[str, Any], status: str, message: str) -> None:
+    """Record why a method stopped, unless run.json cannot be written either (a full
+    disk): it then keeps `running`, which --resume treats the same."""
+    try:
+        store.stop(entry, status, {"message": message})
+    except OSError as err:
+        if err.errno not in storage.WRITE_FAILURES:
+            raise
 
 
 def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: RetrievalEvaluator,
@@ -318,6 +350,13 @@ def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: Retriev
     # Avalanche plugins keep state (a replay buffer, EWC's importances) that no contract
     # saves: a row with plugins writes no checkpoint and starts over on --resume
     keeps = cls.trains and not avalanche_plugins
+    kept = (f"finished steps are kept in {store.out} (continue with `tail-bench run "
+            f"--resume {store.out}`)")
+
+    def stopped() -> str:
+        order = f", order {order_index + 1}" if order_index else ""
+        return f"{cls.name} (seed {seed}{order}) after step {entry['rows'][-1]['step']}"
+
     try:
         with CostMeter(device) as total:
             if cls.trains:
@@ -381,14 +420,21 @@ def run_method(store: RunStore, cls, *, base, stream: Stream, evaluator: Retriev
         store.stop(entry, "diverged", {"message": str(err), **err.where})
         return entry
     except KeyboardInterrupt:
-        store.stop(entry, "interrupted", {"message": "interrupted (Ctrl-C)"})
-        done = entry["rows"][-1]["step"]
-        which = f"seed {seed}" + (f", order {order_index + 1}" if order_index else "")
-        raise Interrupted(f"interrupted during {cls.name} ({which}) after step {done}; "
-                          f"finished steps are kept in {store.out} (continue with "
-                          f"`tail-bench run --resume {store.out}`)") from None
+        try:
+            store.stop(entry, "interrupted", {"message": "interrupted (Ctrl-C)"})
+        except KeyboardInterrupt:  # a second Ctrl-C while the tables were written
+            raise Interrupted(f"interrupted twice during {stopped()}; {kept}; `tail-bench "
+                              f"report {store.out}` rebuilds the tables") from None
+        raise Interrupted(f"interrupted during {stopped()}; {kept}") from None
+    except OSError as err:
+        if err.errno not in storage.WRITE_FAILURES:
+            _stop(store, entry, "failed", f"{type(err).__name__}: {err}")
+            raise
+        reason = f"cannot write {err.filename}: {err.strerror}"
+        _stop(store, entry, "interrupted", reason)
+        raise WriteFailed(f"{reason}; stopped {stopped()}; once fixed, {kept}") from None
     except BaseException as err:
-        store.stop(entry, "failed", {"message": f"{type(err).__name__}: {err}"})
+        _stop(store, entry, "failed", f"{type(err).__name__}: {err}")
         raise
     trained = strategy.trainable_parameters(model) if cls.trains else []
     rows = entry["rows"][1:]

@@ -4,9 +4,12 @@ line or a recorded status, never a silently wrong result or a raw traceback.
 The data root (metadata rows, files whose headers lie); run files of the wrong shape;
 write failures; damaged resume state; one writer per run directory."""
 
+import errno
 import json
+import os
 import shutil
 import struct
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -211,3 +214,130 @@ def test_resume_names_an_empty_config_and_a_truncated_run_file(run_dir):
     message = _error(["run", "--resume", str(run_dir)])
     assert f"{run_dir / 'run.json'}: not a readable run file: not valid JSON" in message
     assert "--config" not in message
+
+
+# --- write failures: refused before any work, or `interrupted` and resumable -------------
+
+RUN = ["--strategy", "finetune", "--preset", "quick", "--epochs", "1", "--no-progress",
+       "--no-tensorboard", "--order", "audiocaps,clotho,bbc", "--backbone", "synth-tiny",
+       "--report-every", "run"]
+
+
+def _no_work(monkeypatch):
+    import tail_bench.runner as runner
+
+    def no_work(*a, **k):
+        raise AssertionError("work started before the run directory was checked")
+
+    monkeypatch.setattr(runner, "build_backbone", no_work)
+    monkeypatch.setattr(runner, "build_stream", no_work)
+
+
+def _unwritable(monkeypatch, folder, code=errno.EACCES):
+    """Writes into `folder` fail as on a read-only mount (tests run as root, which
+    permissions would not stop)."""
+    real = tempfile.mkstemp
+
+    def mkstemp(*a, dir=None, **k):
+        if dir is not None and Path(dir).resolve() == Path(folder).resolve():
+            raise OSError(code, os.strerror(code), str(Path(dir) / "x.tmp"))
+        return real(*a, dir=dir, **k)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+
+
+def test_an_out_that_is_a_file_or_read_only_is_refused_before_any_work(tmp_path, monkeypatch):
+    _no_work(monkeypatch)
+    (tmp_path / "file").write_text("x")
+    assert f"--out {tmp_path / 'file'}: {tmp_path / 'file'} is a file; expected a " \
+           "directory" in _error(["run", *RUN, "--out", str(tmp_path / "file")])
+    _unwritable(monkeypatch, tmp_path / "ro", errno.EROFS)
+    assert f"--out {tmp_path / 'ro'}: {tmp_path / 'ro'} cannot be written (Read-only file " \
+           "system)" in _error(["run", *RUN, "--out", str(tmp_path / "ro")])
+
+
+def test_a_read_only_cache_is_refused_before_pretraining(tmp_path, monkeypatch):
+    _no_work(monkeypatch)
+    monkeypatch.setenv("TAIL_BENCH_CACHE", str(tmp_path / "cache"))  # no weights: pretrains
+    _unwritable(monkeypatch, tmp_path / "cache" / "backbones")
+    message = _error(["run", *RUN, "--out", str(tmp_path / "out")])
+    assert f"the cache of pretrained backbones ($TAIL_BENCH_CACHE, {tmp_path / 'cache'}): " \
+           f"{tmp_path / 'cache' / 'backbones'} cannot be written (Permission denied)" in message
+
+
+def test_a_disk_without_room_for_a_checkpoint_is_refused_before_any_work(tmp_path,
+                                                                         monkeypatch):
+    import tail_bench.storage as storage
+
+    _no_work(monkeypatch)
+    monkeypatch.setattr(storage.shutil, "disk_usage",
+                        lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 2**19, 2**19))
+    message = _error(["run", *RUN, "--out", str(tmp_path / "out")])
+    assert f"--out {tmp_path / 'out'}: 0.5 MiB free on its disk; a checkpoint needs about " \
+           "0.8 MiB" in message
+
+
+def test_report_and_prepare_into_a_read_only_out_are_one_line(run_dir, tmp_path, monkeypatch):
+    _unwritable(monkeypatch, tmp_path / "ro")
+    assert f"--out {tmp_path / 'ro'}: {tmp_path / 'ro'} cannot be written (Permission " \
+           "denied)" in _error(["report", str(run_dir), "--out", str(tmp_path / "ro")])
+    root = write_fixture(tmp_path / "root")
+    assert f"--out {tmp_path / 'ro'}: {tmp_path / 'ro'} cannot be written" in _error(
+        ["prepare", "--data-root", str(root), "--out", str(tmp_path / "ro")])
+    _unwritable(monkeypatch, run_dir)  # report rewrites the tables in the run directory
+    assert f"tail-bench: error: {run_dir / 'x.tmp'}: Permission denied" == _error(
+        ["report", str(run_dir)])
+
+
+class _Claimed(Exception):
+    """Raised where work would start: the run got past its run directory's checks."""
+
+
+def test_a_second_writer_is_refused_and_a_stale_lock_is_taken_over(tmp_path, monkeypatch):
+    import tail_bench.runner as runner
+    from tail_bench.storage import DirLock
+
+    out = tmp_path / "out"
+    held = DirLock(out)
+    held.acquire("--out")
+    try:
+        _no_work(monkeypatch)
+        message = _error(["run", *RUN, "--out", str(out)])
+        assert f"--out {out}: another tail-bench process (pid {os.getpid()}) is writing " \
+               "this run directory" in message
+        shutil.copy(REFERENCE / "run.json", out / "run.json")
+        assert f"--resume {out}: another tail-bench process" in _error(
+            ["run", "--resume", str(out)])
+    finally:
+        held.release()
+    (out / "run.json").unlink()
+    # what a killed run leaves: the lock file (no lock: the kernel dropped it) and temporaries
+    (out / ".lock").write_text("999999\n")
+    (out / "clips").mkdir()
+    stale = [out / ".run.json.k2j3.tmp", out / "clips" / ".finetune-s0.npz.x1.tmp"]
+    for f in stale:
+        f.write_text("half")
+
+    def claimed(*a, **k):
+        assert (out / ".lock").read_text() == f"{os.getpid()}\n"
+        raise _Claimed
+
+    monkeypatch.setattr(runner, "build_backbone", claimed)
+    with pytest.raises(_Claimed):
+        main(["run", *RUN, "--out", str(out)])
+    assert not any(f.exists() for f in stale)
+    again = DirLock(out)
+    again.acquire("--out")  # released when the run ended
+    again.release()
+
+
+def test_gem_without_its_qp_solver_is_refused_before_any_work(tmp_path, monkeypatch):
+    import qpsolvers
+
+    _no_work(monkeypatch)
+    monkeypatch.setattr(qpsolvers, "available_solvers", ["osqp"])
+    message = _error(["run", *RUN, "--baselines",
+                      "finetune+GEMPlugin(patterns_per_experience=4,memory_strength=0.5)",
+                      "--out", str(tmp_path / "out")])
+    assert "Avalanche plugin GEMPlugin needs the QP solver quadprog (qpsolvers has osqp); " \
+           "install it: pip install quadprog" in message

@@ -151,13 +151,13 @@ class RunStore:
             self.save(ended="run")
 
     def save(self, ended: str = "step") -> None:
-        """run.json always; the derived files when `ended` (step, method or run) is what
-        --report-every asks for, or comes after it."""
+        """run.json always; then the derived files when `ended` (step, method or run) is
+        what --report-every asks for, or comes after it."""
         if not self.write:
             return
+        atomic_write_json(self.out / RUN_FILE, self.data)  # first: the tables take seconds
         if REPORT_EVERY.index(ended) >= REPORT_EVERY.index(self.report_every):
             write_derived(self.out, self.data, self.clips)
-        atomic_write_json(self.out / RUN_FILE, self.data)
 
 
 def _pack(table: dict[int, ClipScores]) -> bytes:

@@ -94,6 +94,9 @@ PLUGIN_FIT: dict[str, tuple[str, str]] = {
                                            "the retrieval template"),
 }
 READS_FEATURES = ("LwFPlugin", "FeatureDistillationPlugin")  # need `model.features` kept
+# Plugins that solve a quadratic program with one named qpsolvers back end (GEM 0.6 calls
+# `solve_qp(..., solver="quadprog")`): without it they fail inside a step.
+NEEDS_SOLVER = {"GEMPlugin": "quadprog"}
 # Plugins that would run but do nothing on the CPU.
 CPU_ONLY_BROKEN = {"SynapticIntelligencePlugin": "keeps `param.detach().cpu()`, which on "
                                                  "the CPU is the weights themselves, so its "
@@ -126,6 +129,14 @@ def check_plugin(plugin: object, device: torch.device | str | None = None) -> No
             and cls.__name__ in CPU_ONLY_BROKEN:
         raise ConfigError(f"Avalanche plugin {shown} is refused on the CPU: "
                           f"{CPU_ONLY_BROKEN[cls.__name__]}")
+    solver = NEEDS_SOLVER.get(cls.__name__)
+    if solver is not None:
+        import qpsolvers
+
+        if solver not in qpsolvers.available_solvers:
+            raise ConfigError(f"Avalanche plugin {shown} needs the QP solver {solver} "
+                              f"(qpsolvers has {', '.join(qpsolvers.available_solvers) or 'none'}"
+                              f"); install it: pip install {solver}")
     if not inspect.isclass(plugin) and cls.__name__ == "FeatureDistillationPlugin" \
             and plugin.mode != "cosine":
         raise ConfigError(f"Avalanche plugin FeatureDistillationPlugin(mode={plugin.mode!r}):"
