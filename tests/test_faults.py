@@ -341,3 +341,116 @@ def test_gem_without_its_qp_solver_is_refused_before_any_work(tmp_path, monkeypa
                       "--out", str(tmp_path / "out")])
     assert "Avalanche plugin GEMPlugin needs the QP solver quadprog (qpsolvers has osqp); " \
            "install it: pip install quadprog" in message
+
+
+def _rows(out):
+    (entry,) = json.loads((out / "run.json").read_text())["runs"]
+    return entry, [r["scores"] for r in entry["rows"]]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, _cache):
+    """finetune over three steps, uninterrupted: the scores every resumed run must give."""
+    out = tmp_path_factory.mktemp("faults") / "straight"
+    main(["run", *RUN, "--out", str(out)])
+    return _rows(out)[1]
+
+
+def _full_disk(monkeypatch, name, at):
+    """The `at`-th write of a file called `name` fails: no space left on the device."""
+    import tail_bench.reporting.results as results
+    import tail_bench.storage as storage
+    import tail_bench.training.checkpoint as checkpoint
+
+    real, calls = storage.atomic_write_bytes, [0]
+
+    def write(path, data):
+        if Path(path).name == name:
+            calls[0] += 1
+            if calls[0] == at:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real(path, data)
+
+    for module in (storage, results, checkpoint):
+        monkeypatch.setattr(module, "atomic_write_bytes", write)
+
+
+@pytest.mark.parametrize("name, at, kept", [
+    ("model.safetensors", 2, [0, 1, 2]),  # step 2's checkpoint: row 2 is recorded
+    ("run.json", 4, [0, 1, 2]),  # the record of row 2 (the stop records it)
+    ("finetune-s0.npz", 3, [0, 1]),  # row 2's per-clip sums: the row is not recorded
+])
+def test_a_full_disk_mid_run_interrupts_and_resume_continues(name, at, kept, straight,
+                                                             tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    with monkeypatch.context() as m:
+        _full_disk(m, name, at)
+        message = _error(["run", *RUN, "--out", str(out)])
+    assert f"cannot write {out}/" in message and f"{name}: No space left on device; " \
+           f"stopped finetune (seed 0) after step {kept[-1]}; once fixed, finished steps " \
+           f"are kept in {out}" in message
+    entry, _ = _rows(out)
+    assert entry["status"] == "interrupted" and [r["step"] for r in entry["rows"]] == kept
+    assert entry["failure"]["message"].endswith(f"{name}: No space left on device")
+    main(["run", "--resume", str(out), "--no-progress"])
+    entry, scores = _rows(out)
+    assert entry["status"] == "done" and scores == straight and "restarts" not in entry
+
+
+# --- damaged resume state: named, and that entry computed again ---------------------------
+
+@pytest.fixture(scope="module")
+def stopped(tmp_path_factory, _cache):
+    """finetune stopped after step 2 (its checkpoint could not be written): rows 0-2 in
+    run.json, step 1's checkpoint on disk."""
+    out = tmp_path_factory.mktemp("faults") / "stopped"
+    with pytest.MonkeyPatch.context() as m:
+        _full_disk(m, "model.safetensors", 2)
+        with pytest.raises(SystemExit):
+            main(["run", *RUN, "--out", str(out)])
+    return out
+
+
+def _flip(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda out: _flip(out / "checkpoints/finetune-s0/step-1/model.safetensors"),
+     "checkpoints/finetune-s0/step-1/model.safetensors: its checksum differs from the one "
+     "recorded when it was written"),
+    (lambda out: shutil.rmtree(out / "checkpoints/finetune-s0/step-1"),
+     "checkpoints/finetune-s0/step-1: missing"),
+    (lambda out: _truncate(out / "clips/finetune-s0.npz"),
+     "clips/finetune-s0.npz: missing or damaged"),
+])
+def test_damaged_resume_state_is_named_and_its_entry_computed_again(damage, reason, stopped,
+                                                                   straight, tmp_path,
+                                                                   capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(stopped, out)
+    damage(out)
+    main(["run", "--resume", str(out), "--no-progress"])
+    assert f"{reason}; finetune seed 0 starts again from step 0" in capsys.readouterr().err
+    entry, scores = _rows(out)
+    assert entry["status"] == "done" and scores == straight
+    (restart,) = entry["restarts"]
+    assert restart["reason"].endswith(reason)
+
+
+def test_missing_per_clip_sums_are_reported_not_dropped(run_dir, capsys):
+    (run_dir / "clips" / "er-s0.npz").unlink()
+    _truncate(run_dir / "clips" / "ewc-s0.npz")
+    main(["report", str(run_dir)])
+    err = capsys.readouterr().err
+    assert f"{run_dir / 'clips/er-s0.npz'}: missing; er seed 0 has no per-clip sums" in err
+    assert f"{run_dir / 'clips/ewc-s0.npz'}: unreadable (" in err
+    assert "Without per-clip sums (their file is missing or damaged), so without the " \
+           "interval of a single run's mean and paired tests: er seed 0 (clips/er-s0.npz), " \
+           "ewc seed 0 (clips/ewc-s0.npz)" in (run_dir / "tables.md").read_text()

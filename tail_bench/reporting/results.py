@@ -125,14 +125,13 @@ class RunStore:
     def add_row(self, entry: dict[str, Any], row: dict[str, Any], clips: ClipScores) -> None:
         """The per-clip file goes first, then run.json with its checksum: a kill between
         the two leaves a file holding one step more, which still reads."""
-        entry["rows"].append(row)
         table = self.clips.setdefault(entry_key(entry), {})
+        data = _pack({**table, row["step"]: clips})
+        if self.write:  # when it fails, the row is not recorded either
+            atomic_write_bytes(self.out / clips_file(entry), data)
+        entry["rows"].append(row)
         table[row["step"]] = clips
-        entry["clips_file"] = clips_file(entry)
-        data = _pack(table)
-        entry["clips_sha256"] = hashlib.sha256(data).hexdigest()
-        if self.write:
-            atomic_write_bytes(self.out / entry["clips_file"], data)
+        entry.update(clips_file=clips_file(entry), clips_sha256=hashlib.sha256(data).hexdigest())
         self.save()
 
     def stop(self, entry: dict[str, Any], status: str, failure: dict[str, Any]) -> None:
