@@ -454,3 +454,25 @@ def test_missing_per_clip_sums_are_reported_not_dropped(run_dir, capsys):
     assert "Without per-clip sums (their file is missing or damaged), so without the " \
            "interval of a single run's mean and paired tests: er seed 0 (clips/er-s0.npz), " \
            "ewc seed 0 (clips/ewc-s0.npz)" in (run_dir / "tables.md").read_text()
+
+
+def test_a_second_ctrl_c_while_the_tables_are_written_is_a_message(tmp_path, monkeypatch,
+                                                                   capsys):
+    import tail_bench.reporting.results as results
+
+    def second_ctrl_c(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(results, "write_derived", second_ctrl_c)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as err:
+        main(["run", *RUN, "--strategy", "interrupt-at-3", "--plugin",
+              "plugin_strategy:InterruptAtStep3", "--report-every", "method", "--out",
+              str(out)])
+    assert err.value.code == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"tail-bench: interrupted twice during interrupt-at-3 (seed 0) after step 2; "
+        f"finished steps are kept in {out} (continue with `tail-bench run --resume {out}`); "
+        f"`tail-bench report {out}` rebuilds the tables")
+    entry, _ = _rows(out)
+    assert entry["status"] == "interrupted" and [r["step"] for r in entry["rows"]] == [0, 1, 2]
