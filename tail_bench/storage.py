@@ -25,7 +25,7 @@ from tail_bench.errors import ConfigError, RunFileError
 LOCK_FILE = ".lock"
 # What a write can fail with that the user fixes (room, permissions), not a bug.
 WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
-                  errno.EFBIG, errno.EIO}
+                  errno.EFBIG}
 
 
 def run_name(method: str, seed: int, order_index: int = 0) -> str:
@@ -71,10 +71,12 @@ def _umask() -> int:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically; an OSError names `path`, not its temporary."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.fchmod(fd, 0o666 & ~_umask())  # what open() would give: mkstemp makes 0600
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -82,8 +84,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError) and err.filename is None:  # a write(): name the file
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
             raise OSError(err.errno, err.strerror, str(path)) from err
         raise
 

@@ -285,7 +285,7 @@ def test_report_and_prepare_into_a_read_only_out_are_one_line(run_dir, tmp_path,
     assert f"--out {tmp_path / 'ro'}: {tmp_path / 'ro'} cannot be written" in _error(
         ["prepare", "--data-root", str(root), "--out", str(tmp_path / "ro")])
     _unwritable(monkeypatch, run_dir)  # report rewrites the tables in the run directory
-    assert f"tail-bench: error: {run_dir / 'x.tmp'}: Permission denied" == _error(
+    assert f"tail-bench: error: {run_dir / 'scores.csv'}: Permission denied" == _error(
         ["report", str(run_dir)])
 
 
