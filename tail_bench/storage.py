@@ -15,12 +15,6 @@ from pathlib import Path
 from typing import Any
 
 
-def run_name(method: str, seed: int, order_index: int = 0) -> str:
-    """How one (method, seed, stream order) of a run names its files: `<method>-s<seed>`,
-    and `-o<k>` past the run's first order, so a one-order run names them as before."""
-    return f"{method}-s{seed}" + (f"-o{order_index}" if order_index else "")
-
-
 def cache_root() -> Path:
     """$TAIL_BENCH_CACHE, else $XDG_CACHE_HOME/tail-bench (~/.cache/tail-bench)."""
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tail-bench"

@@ -1,18 +1,15 @@
 """The run directory: run.json is the source of truth; CSV and Markdown are derived.
 
-Every file is rewritten atomically after every evaluated step, so a crash or Ctrl-C keeps
-all finished steps. `tail-bench report DIR` rebuilds the derived files and plots from the
-run files alone. Beside run.json, `clips/<method>-s<seed>.npz` holds each row's per-clip
-sums (what bootstrap intervals and paired significance tests resample). A run with
-`--orders K` keeps an entry per (method, seed, order): `order` names its data sets in
-training order and `order_index` says which of the run's orders it is (0: the first);
-its per-clip file and checkpoint folder end in `-o<index>` past the first order.
+run.json is rewritten atomically after every evaluated step, so a crash or Ctrl-C keeps
+all finished steps; the derived files (tables, scores, plots) follow `--report-every`.
+`tail-bench report DIR` rebuilds them from the run files alone. Beside run.json,
+`clips/<method>-s<seed>.npz` holds each row's per-clip sums (what bootstrap intervals and
+paired significance tests resample); tail_bench/record.py describes the run file.
 """
 
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,34 +17,13 @@ import numpy as np
 
 from tail_bench.errors import RunFileError
 from tail_bench.evaluation.bootstrap import ClipScores
+from tail_bench.record import RUN_FILE, SCHEMA, Entry, Key, Row, Run, Status, load_run
 from tail_bench.reporting import REPORT_EVERY
 from tail_bench.reporting.plots import write_plots
-from tail_bench.reporting.tables import (
-    Key,
-    entry_key,
-    order_of,
-    render,
-    scores_csv,
-    sections,
-)
-from tail_bench.storage import (
-    atomic_write_bytes,
-    atomic_write_json,
-    atomic_write_text,
-    run_name,
-)
-
-RUN_FILE = "run.json"
-CLIPS_DIR = "clips"
-SCHEMA = 2  # 2: scores are {"value", "ci95"}; statuses; per-clip sums beside run.json
-FINISHED = "done"
+from tail_bench.reporting.tables import render, scores_csv, sections
+from tail_bench.storage import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 ClipTable = dict[Key, dict[int, ClipScores]]
-
-
-def clips_file(entry: dict[str, Any]) -> str:
-    name = run_name(entry["method"], entry["seed"], entry.get("order_index", 0))
-    return f"{CLIPS_DIR}/{name}.npz"
 
 
 class RunStore:
@@ -61,53 +37,49 @@ class RunStore:
         if resume:
             self.data = load_run(self.out)
             self.clips = load_clips(self.out, self.data)
-            self.data.setdefault("resumed", []).append(header)
+            self.data.header.setdefault("resumed", []).append(header)
             return
         if write and (self.out / RUN_FILE).exists():  # (rank 0 may have written it)
             raise RunFileError(f"{self.out / RUN_FILE} exists: pick a new --out or move it")
-        self.data = {"schema": SCHEMA, **(header or {}), "runs": []}
+        self.data = Run({"schema": SCHEMA, **(header or {})})
         self.save()
 
-    def find(self, method: str, seed: int, order_index: int = 0) -> dict[str, Any] | None:
-        return next((e for e in self.data["runs"]
-                     if entry_key(e) == (method, seed, order_index)), None)
+    def find(self, method: str, seed: int, order_index: int = 0) -> Entry | None:
+        return self.data.find(method, seed, order_index)
 
-    def start(self, *, method: str, seed: int, info: dict[str, Any]) -> dict[str, Any]:
-        entry = {"method": method, "seed": seed, "status": "running", **info, "rows": [],
-                 "clips_file": None}
-        self.data["runs"].append(entry)
-        self.clips[entry_key(entry)] = {}
+    def start(self, entry: Entry) -> Entry:
+        self.data.entries.append(entry)
+        self.clips[entry.key] = {}
         return entry
 
-    def reopen(self, entry: dict[str, Any], last_step: int) -> None:
+    def reopen(self, entry: Entry, last_step: int) -> None:
         """An unfinished method continues after `last_step` (its checkpoint): later rows
         go, they are computed again."""
-        entry["status"] = "running"
-        entry.pop("failure", None)
-        entry["rows"] = [r for r in entry["rows"] if r["step"] <= last_step]
-        table = self.clips.setdefault(entry_key(entry), {})
+        entry.status, entry.failure = Status.RUNNING, None
+        entry.rows = [r for r in entry.rows if r.step <= last_step]
+        table = self.clips.setdefault(entry.key, {})
         for step in [s for s in table if s > last_step]:
             del table[step]
-        if self.write and entry.get("clips_file"):
-            atomic_write_bytes(self.out / entry["clips_file"], _pack(table))
+        if self.write and entry.clips_file:
+            atomic_write_bytes(self.out / entry.clips_file, _pack(table))
         self.save()
 
-    def add_row(self, entry: dict[str, Any], row: dict[str, Any], clips: ClipScores) -> None:
-        entry["rows"].append(row)
-        table = self.clips[entry_key(entry)]
-        table[row["step"]] = clips
-        entry["clips_file"] = clips_file(entry)
+    def add_row(self, entry: Entry, row: Row, clips: ClipScores) -> None:
+        entry.rows.append(row)
+        table = self.clips[entry.key]
+        table[row.step] = clips
+        entry.clips_file = entry.clips_name()
         if self.write:
-            atomic_write_bytes(self.out / entry["clips_file"], _pack(table))
+            atomic_write_bytes(self.out / entry.clips_file, _pack(table))
         self.save()
 
-    def stop(self, entry: dict[str, Any], status: str, failure: dict[str, Any]) -> None:
+    def stop(self, entry: Entry, status: Status, failure: dict[str, Any]) -> None:
         """An unfinished method: diverged, failed or interrupted."""
-        entry.update(status=status, failure=failure)
+        entry.status, entry.failure = status, failure
         self.save(ended="method")
 
-    def finish(self, entry: dict[str, Any], **fields: Any) -> None:
-        entry.update(fields, status=FINISHED)
+    def finish(self, entry: Entry, *, cost: dict[str, Any], extra: dict[str, Any]) -> None:
+        entry.status, entry.cost, entry.extra = Status.DONE, cost, extra
         self.save(ended="method")
 
     def close(self) -> None:
@@ -123,7 +95,7 @@ class RunStore:
             return
         if REPORT_EVERY.index(ended) >= REPORT_EVERY.index(self.report_every):
             write_derived(self.out, self.data, self.clips)
-        atomic_write_json(self.out / RUN_FILE, self.data)
+        atomic_write_json(self.out / RUN_FILE, self.data.to_json())
 
 
 def _pack(table: dict[int, ClipScores]) -> bytes:
@@ -151,18 +123,18 @@ def _unpack(data: np.lib.npyio.NpzFile) -> dict[int, ClipScores]:
     return table
 
 
-def load_clips(run_dir: Path, run: dict[str, Any]) -> ClipTable:
+def load_clips(run_dir: Path, run: Run) -> ClipTable:
     """Per-clip sums of every entry that has them (older run files have none)."""
     out: ClipTable = {}
-    for e in run["runs"]:
-        path = Path(run_dir) / e["clips_file"] if e.get("clips_file") else None
+    for e in run.entries:
+        path = Path(run_dir) / e.clips_file if e.clips_file else None
         if path is not None and path.exists():
             with np.load(path) as data:
-                out[entry_key(e)] = _unpack(data)
+                out[e.key] = _unpack(data)
     return out
 
 
-def write_derived(out: Path, run: dict[str, Any], clips: ClipTable | None = None) -> None:
+def write_derived(out: Path, run: Run, clips: ClipTable | None = None) -> None:
     """Every file derived from the run file: tables (Markdown, LaTeX), scores, plots. The
     tables are computed once (their bootstraps are most of the cost) for both formats."""
     atomic_write_text(out / "scores.csv", scores_csv(run))
@@ -172,47 +144,18 @@ def write_derived(out: Path, run: dict[str, Any], clips: ClipTable | None = None
     write_plots(out, run)
 
 
-def _upgrade(run: dict[str, Any]) -> dict[str, Any]:
-    """Schema 1 files (plain float scores, no intervals) read as schema 2 without CIs."""
-    if run.get("schema", 1) >= SCHEMA:
-        return run
-    for e in run["runs"]:
-        for row in e["rows"]:
-            row["scores"] = {d: {k: {m: {"value": v, "ci95": None} for m, v in ms.items()}
-                                 for k, ms in dirs.items()} for d, dirs in row["scores"].items()}
-    run["schema"] = SCHEMA
-    return run
-
-
-def load_run(path: Path) -> dict[str, Any]:
-    path = Path(path)
-    file = path / RUN_FILE if path.is_dir() else path
-    try:
-        run = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        what = "no such file or directory" if not path.exists() else "no run file"
-        raise RunFileError(f"{file}: {what} (expected a directory written by `tail-bench "
-                           "run`, or a study directory with study.json)") from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RunFileError(f"{file}: not valid JSON ({err})") from err
-    if not isinstance(run, dict) or "runs" not in run or "stream" not in run:
-        raise RunFileError(f"{file}: expected an object with keys 'stream' and 'runs' of a "
-                           "tail-bench run file")
-    return _upgrade(run)
-
-
 MERGE_SAME = ("stream", "backbone", "preset_sizes", "eval_split")  # what makes rows comparable
 
 
-def _merge_key(run: dict[str, Any], key: str) -> Any:
+def _merge_key(run: Run, key: str) -> Any:
     if key == "stream":
-        return run["stream"]
+        return run.stream
     if key == "eval_split":
-        return run.get("config", {}).get("eval_split", "test")
-    return run.get("resolved", {}).get(key, run.get("config", {}).get(key))
+        return run.config.get("eval_split", "test")
+    return run.setting(key)
 
 
-def merge_runs(dirs: list[Path]) -> tuple[dict[str, Any], ClipTable]:
+def merge_runs(dirs: list[Path]) -> tuple[Run, ClipTable]:
     """Several run directories (e.g. the jobs of a method x seed grid) as one run: the
     first one's header (its --strategy is the reference row) and every one's entries.
     Runs on another stream, backbone, preset or evaluation split, and a (method, seed,
@@ -226,11 +169,11 @@ def merge_runs(dirs: list[Path]) -> tuple[dict[str, Any], ClipTable]:
         if differ:
             raise RunFileError(f"{d}: cannot be merged with {first}: their "
                                f"{', '.join(differ)} differ")
-        for e in run["runs"]:
-            key, order = entry_key(e), order_of(run, e)
+        for e in run.entries:
+            key, order = e.key, run.order_of(e)
             if key in seen:
                 where, other = seen[key]
-                what = f"{e['method']} seed {e['seed']}" + (
+                what = f"{e.method} seed {e.seed}" + (
                     f" order {key[2] + 1}" if key[2] else "")
                 if other != order:  # the same index for another order: not comparable
                     raise RunFileError(f"{d}: {what} is order {' -> '.join(order)} but "
@@ -240,19 +183,18 @@ def merge_runs(dirs: list[Path]) -> tuple[dict[str, Any], ClipTable]:
             seen[key] = (d, order)
             runs.append(e)
         clips.update(load_clips(d, run))
-    merged = {**merged, "runs": runs, "merged_from": [str(d) for d in dirs]}
+    merged = Run({**merged.header, "merged_from": [str(d) for d in dirs]}, runs)
     return merged, clips
 
 
-def write_merged(out: Path, run: dict[str, Any], clips: ClipTable) -> None:
+def write_merged(out: Path, run: Run, clips: ClipTable) -> None:
     """A merged run as a run directory of its own (run.json, per-clip files, tables)."""
     out = Path(out)
     if (out / RUN_FILE).exists():
         raise RunFileError(f"--out {out}: {out / RUN_FILE} exists; pick a new --out")
-    for e in run["runs"]:
-        key = entry_key(e)
-        if key in clips:
-            e["clips_file"] = clips_file(e)
-            atomic_write_bytes(out / e["clips_file"], _pack(clips[key]))
+    for e in run.entries:
+        if e.key in clips:
+            e.clips_file = e.clips_name()
+            atomic_write_bytes(out / e.clips_file, _pack(clips[e.key]))
     write_derived(out, run, clips)
-    atomic_write_json(out / RUN_FILE, run)
+    atomic_write_json(out / RUN_FILE, run.to_json())

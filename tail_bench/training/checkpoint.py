@@ -27,7 +27,8 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from tail_bench.storage import atomic_write_bytes, atomic_write_json, run_name
+from tail_bench.record import CHECKPOINTS_DIR, run_name
+from tail_bench.storage import atomic_write_bytes, atomic_write_json
 
 FORMAT = 1
 TENSOR = "__tensor__"
@@ -85,7 +86,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def folder(run_dir: Path, method: str, seed: int, order_index: int = 0) -> Path:
-    return Path(run_dir) / "checkpoints" / run_name(method, seed, order_index)
+    return Path(run_dir) / CHECKPOINTS_DIR / run_name(method, seed, order_index)
 
 
 def _split(tree: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
