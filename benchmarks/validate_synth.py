@@ -33,7 +33,7 @@ from tail_bench.models.builder import build_backbone
 from tail_bench.models.configs import get_config
 from tail_bench.models.dual import DualEncoder
 from tail_bench.presets import Preset, get_preset
-from tail_bench.reporting.tables import value
+from tail_bench.record import value
 from tail_bench.runner import resolve_device, seed_everything
 from tail_bench.streams import synth
 from tail_bench.streams.registry import build_stream

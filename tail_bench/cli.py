@@ -20,7 +20,7 @@ def cmd_run(a: argparse.Namespace) -> None:
     from tail_bench import distributed
 
     if a.resume is not None:
-        from tail_bench.reporting.results import load_run
+        from tail_bench.record import load_run
 
         load_run(a.resume)  # the run file's own faults are named as such, not as --config's
         cfg = config.for_resume(a.resume, config.given(a), a.config)
@@ -30,14 +30,14 @@ def cmd_run(a: argparse.Namespace) -> None:
         launch(cfg, a.argv, resume=a.resume is not None)  # the launcher imports no model code
         return
 
-    from tail_bench.reporting.results import load_clips, load_run
+    from tail_bench.record import load_run
+    from tail_bench.reporting.results import load_clips
     from tail_bench.reporting.tables import (
         comparison_table,
         cost_table,
         legend,
         status_table,
         step_table,
-        unfinished,
     )
     from tail_bench.runner import run
 
@@ -46,10 +46,10 @@ def cmd_run(a: argparse.Namespace) -> None:
         return
     result = load_run(out)
     clips = load_clips(out, result)
-    first = next(e for e in result["runs"] if e["method"] == cfg.strategy)
+    first = next(e for e in result.entries if e.method == cfg.strategy)
     tables = [step_table(result, first, "t2a"), step_table(result, first, "a2t")]
     tables += [legend(result), comparison_table(result, clips)]
-    tables += [status_table(result)] if unfinished(result) else []
+    tables += [status_table(result)] if result.unfinished() else []
     print("\n\n".join(t if isinstance(t, str) else t.markdown()
                       for t in [*tables, cost_table(result)]))
     print(f"\nresults: {out}/ (run.json, tables.md, tables.tex, scores.csv, plots, "

@@ -19,9 +19,9 @@ from typing import Any
 
 from tail_bench.errors import ConfigError, RunFileError
 from tail_bench.evaluation.galleries import GALLERIES
+from tail_bench.record import RUN_FILE
 from tail_bench.reporting import REPORT_EVERY
 
-RUN_FILE = "run.json"
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 
 

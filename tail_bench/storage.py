@@ -21,17 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from tail_bench.errors import ConfigError, RunFileError
+from tail_bench.record import LOCK_FILE
 
-LOCK_FILE = ".lock"
 # What a write can fail with that the user fixes (room, permissions), not a bug.
 WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
                   errno.EFBIG}
-
-
-def run_name(method: str, seed: int, order_index: int = 0) -> str:
-    """How one (method, seed, stream order) of a run names its files: `<method>-s<seed>`,
-    and `-o<k>` past the run's first order, so a one-order run names them as before."""
-    return f"{method}-s{seed}" + (f"-o{order_index}" if order_index else "")
 
 
 def cache_root() -> Path:

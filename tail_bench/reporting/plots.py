@@ -1,4 +1,4 @@
-"""Plots from a run file, rewritten atomically with the tables after every step:
+"""Plots from a run, rewritten atomically with the tables (when `--report-every` says):
 
 - `r1_t2a.png`, `r1_a2t.png`: R@1 on every data set after every step, a panel per method;
 - `r_matrix.png`: each method's results matrix R[i][j] (t2a and a2t R@1) as a heatmap;
@@ -13,12 +13,12 @@ from __future__ import annotations
 import io
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from tail_bench.evaluation import cl_metrics
-from tail_bench.reporting.tables import DIRECTIONS, finished, matrix, order_of
+from tail_bench.record import Entry, Run
+from tail_bench.reporting.tables import DIRECTIONS
 from tail_bench.storage import atomic_write_bytes
 
 
@@ -32,16 +32,16 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _first_seed(run: dict[str, Any]) -> list[dict[str, Any]]:
+def _first_seed(run: Run) -> list[Entry]:
     seen, out = set(), []
-    for e in run["runs"]:
-        if e["rows"] and e["method"] not in seen:
-            seen.add(e["method"])
+    for e in run.entries:
+        if e.rows and e.method not in seen:
+            seen.add(e.method)
             out.append(e)
     return out
 
 
-def curves(out: Path, run: dict[str, Any], entries: list[dict[str, Any]]) -> list[Path]:
+def curves(out: Path, run: Run, entries: list[Entry]) -> list[Path]:
     import matplotlib.pyplot as plt
 
     paths = []
@@ -49,11 +49,11 @@ def curves(out: Path, run: dict[str, Any], entries: list[dict[str, Any]]) -> lis
         fig, axes = plt.subplots(1, len(entries), figsize=(3.2 * len(entries), 3),
                                  squeeze=False, sharey=True)
         for ax, e in zip(axes[0], entries, strict=True):
-            datasets = order_of(run, e)
-            r = matrix(e, datasets, direction)
+            datasets = run.order_of(e)
+            r = e.matrix(datasets, direction)
             for j, name in enumerate(datasets):
                 ax.plot(range(len(r)), [100 * row[j] for row in r], marker="o", label=name)
-            ax.set_title(e["method"] + ("" if e["status"] == "done" else f" ({e['status']})"))
+            ax.set_title(e.method + ("" if e.finished else f" ({e.status.value})"))
             ax.set_xlabel("after step")
             ax.set_xticks(range(len(r)))
         axes[0][0].set_ylabel(f"{direction} R@1 (%)")
@@ -63,50 +63,50 @@ def curves(out: Path, run: dict[str, Any], entries: list[dict[str, Any]]) -> lis
     return paths
 
 
-def heatmaps(out: Path, run: dict[str, Any], entries: list[dict[str, Any]]) -> Path:
+def heatmaps(out: Path, run: Run, entries: list[Entry]) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, len(entries), figsize=(2.6 * len(entries), 5.2),
                              squeeze=False)
     for col, e in enumerate(entries):
-        datasets = order_of(run, e)
+        datasets = run.order_of(e)
         for row, direction in enumerate(DIRECTIONS):
             ax = axes[row][col]
-            r = 100 * np.array(matrix(e, datasets, direction))
+            r = 100 * np.array(e.matrix(datasets, direction))
             ax.imshow(r, cmap="viridis", vmin=0, aspect="auto")
             for (i, j), v in np.ndenumerate(r):
                 ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7, color="w")
             ax.set_xticks(range(len(datasets)), datasets, rotation=45, fontsize=7)
             ax.set_yticks(range(len(r)), ["0"] + [str(i) for i in range(1, len(r))],
                           fontsize=7)
-            ax.set_title(f"{e['method']} {direction}", fontsize=8)
+            ax.set_title(f"{e.method} {direction}", fontsize=8)
             if col == 0:
                 ax.set_ylabel("after step")
     fig.tight_layout()
     return _save(fig, Path(out) / "r_matrix.png")
 
 
-def cost_retention(out: Path, run: dict[str, Any]) -> Path | None:
+def cost_retention(out: Path, run: Run) -> Path | None:
     """Cost (x) against retention (y) for every finished continual method; none for a
     one-step stream, where forgetting is undefined."""
     import matplotlib.pyplot as plt
 
-    datasets = run["stream"]["datasets"]
+    datasets = run.datasets
     if len(datasets) < 2:
         return None
-    by: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for e in finished(run):
-        if len(e["rows"]) == len(datasets) + 1:
-            by[e["method"]].append(e)
+    by: dict[str, list[Entry]] = defaultdict(list)
+    for e in run.finished():
+        if len(e.rows) == len(datasets) + 1:
+            by[e.method].append(e)
     if not by:
         return None
     fig, axes = plt.subplots(2, 2, figsize=(8, 6.4))
     for method, entries in by.items():
-        r = [np.array(matrix(e, order_of(run, e), "t2a")) for e in entries]
+        r = [np.array(e.matrix(run.order_of(e), "t2a")) for e in entries]
         ys = {"final average t2a R@1 (%)": [100 * cl_metrics.final_average(m) for m in r],
               "forgetting t2a R@1 (%)": [100 * cl_metrics.mean_forgetting(m) for m in r]}
-        xs = {"trainable parameters": [e["cost"]["trainable_params"] for e in entries],
-              "training time (s)": [e["cost"]["train_seconds"] for e in entries]}
+        xs = {"trainable parameters": [e.cost["trainable_params"] for e in entries],
+              "training time (s)": [e.cost["train_seconds"] for e in entries]}
         for row, (ylabel, y) in enumerate(ys.items()):
             for col, (xlabel, x) in enumerate(xs.items()):
                 ax = axes[row][col]
@@ -129,11 +129,11 @@ def _spread(values: list[float]) -> list[list[float]]:
     return [[max(0.0, m - min(values))], [max(0.0, max(values) - m)]]
 
 
-def write_plots(out: Path, run: dict[str, Any]) -> list[Path]:
+def write_plots(out: Path, run: Run) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
-    entries = [e for e in _first_seed(run) if len(e["rows"]) > 1]
+    entries = [e for e in _first_seed(run) if len(e.rows) > 1]
     if not entries:
         return []
     paths = [*curves(out, run, entries), heatmaps(out, run, entries)]

@@ -33,7 +33,8 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from tail_bench.errors import TailBenchError
-from tail_bench.storage import atomic_write_bytes, atomic_write_text, run_name
+from tail_bench.record import CHECKPOINTS_DIR, run_name
+from tail_bench.storage import atomic_write_bytes, atomic_write_text
 
 FORMAT = 1
 TENSOR = "__tensor__"
@@ -101,7 +102,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def folder(run_dir: Path, method: str, seed: int, order_index: int = 0) -> Path:
-    return Path(run_dir) / "checkpoints" / run_name(method, seed, order_index)
+    return Path(run_dir) / CHECKPOINTS_DIR / run_name(method, seed, order_index)
 
 
 def _split(tree: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
