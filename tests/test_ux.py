@@ -49,6 +49,10 @@ def test_a_config_file_sets_options_and_flags_override_it(tmp_path, _cache):
     ("strategy: [unclosed", "not valid yaml"),
     ("strategy: zeroshot\nepochz: 3\n", "unknown option(s) epochz"),
     ("strategy: zeroshot\nepochs: three\n", "epochs = 'three': expected an integer"),
+    ("strategy: zeroshot\nepochs: .inf\n", "epochs = inf: expected an integer"),
+    ("strategy: zeroshot\nseeds: [1.9]\n", "seeds = 1.9: expected an integer"),
+    ("strategy: zeroshot\nbaselines: [lwf, 3]\n", "baselines = 3: expected a string"),
+    ("strategy: zeroshot\nprogress: yes\n", "progress = 'yes': expected true or false"),
     ("- a list\n", "expected a mapping"),
 ])
 def test_a_bad_config_file_is_named(text, message, tmp_path):
@@ -170,6 +174,14 @@ def test_report_on_a_bad_run_file_is_named(content, tmp_path):
     (tmp_path / "run.json").write_text(content)
     msg = _error(["report", str(tmp_path)])
     assert str(tmp_path / "run.json") in msg
+
+
+def test_a_config_file_reads_strategy_options_as_the_command_line_does(tmp_path):
+    """YAML 1.2 booleans: `yes` is a string, refused as --opt ptat.deep=yes is."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("strategy: ptat\noptions: {ptat: {deep: yes}}\n")
+    msg = _error(["run", "--config", str(cfg), *QUICK, "--out", str(tmp_path / "o")])
+    assert "--opt ptat.deep=yes: expected true or false" in msg
 
 
 @pytest.mark.parametrize("value, expected", [("x", "expected an integer"),
