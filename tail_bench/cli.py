@@ -149,9 +149,10 @@ def cmd_prepare(a: argparse.Namespace) -> None:
     values = config.given(a)
     backbone = values.get("backbone") or get_preset(config.default("preset")).backbone
     sample_rate, seconds = audio_settings(backbone)
-    workers = default_workers() if a.workers is None else a.workers
-    if workers < 1:
-        raise config.ConfigError(f"--workers {workers}: expected an integer >= 1")
+    from tail_bench.options import typed
+
+    workers = default_workers() if a.workers is None else typed(
+        a.workers, int, where=f"--workers {a.workers}", low=1, high=config.WORKERS_MAX)
     if a.out is not None:
         writable_dir(a.out, f"--out {a.out}")
     code = prepare(a.data_root, policy=values.get("on_error", config.default("on_error")),
@@ -225,7 +226,7 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--cache", action="store_true",
                     help="decode every clip into the cache that `run` reads at the "
                          "backbone's sample rate and clip length (resumes if killed)")
-    pr.add_argument("--workers", type=int, metavar="N",
+    pr.add_argument("--workers", metavar="N",
                     help="decoding processes (default: the cores available)")
     pr.set_defaults(func=cmd_prepare)
 

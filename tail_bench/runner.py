@@ -95,8 +95,14 @@ def seed_everything(seed: int) -> None:
 
 
 def method_list(strategy: str, baselines: list[str], known: dict) -> list[str]:
+    """The run's rows: --strategy first, then --baselines (`all`: every other strategy;
+    the --strategy among them is its own row already). A row given twice is refused."""
     if baselines == ["all"]:
         baselines = [n for n in known if n != strategy]
+    twice = sorted({b for b in baselines if baselines.count(b) > 1})
+    if twice:
+        raise ConfigError(f"--baselines {','.join(baselines)}: {twice[0]} given twice; "
+                          "expected each method once")
     methods = [strategy, *[b for b in baselines if b != strategy]]
     unknown = [split_method(m)[0] for m in methods if split_method(m)[0] not in known]
     if unknown:
