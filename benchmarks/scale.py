@@ -269,7 +269,8 @@ def report_worker(factor: float, out: str, seeds: int, queue) -> None:
     from tail_bench.config import RunConfig
     from tail_bench.evaluation.bootstrap import ClipScores
     from tail_bench.evaluation.galleries import union_key
-    from tail_bench.reporting.results import RunStore, load_clips, load_run, write_derived
+    from tail_bench.record import Entry, Role, Row, Status, load_run
+    from tail_bench.reporting.results import RunStore, load_clips, write_derived
 
     sizes = _test_sizes(factor)
     datasets = list(sizes)
@@ -289,11 +290,12 @@ def report_worker(factor: float, out: str, seeds: int, queue) -> None:
     for seed in range(seeds):
         for method in METHODS:
             steps = 0 if method == "zeroshot" else 1 if method == "joint" else len(datasets)
-            role = "zero-shot" if steps == 0 else "joint" if steps == 1 else "continual"
-            entry = store.start(method=method, seed=seed, info={
-                "role": role, "description": method, "options": {}, "data_seed": seed,
-                "strategy": method, "order": datasets, "order_index": 0,
-                "avalanche_plugins": []})
+            role = Role.ZERO_SHOT if steps == 0 else Role.JOINT if steps == 1 else \
+                Role.CONTINUAL
+            entry = store.start(Entry(
+                method=method, seed=seed, status=Status.RUNNING, role=role,
+                description=method, options={}, data_seed=seed, strategy=method,
+                order=datasets, order_index=0, avalanche_plugins=[]))
             for step in range(steps + 1):
                 clips, scores = ClipScores(), {}
                 for d, (c, k) in sizes.items():
@@ -310,9 +312,9 @@ def report_worker(factor: float, out: str, seeds: int, queue) -> None:
                                 m: {"value": float(v.sum() / n.sum()),
                                     "ci95": [float(v.sum() / n.sum())] * 2}
                                 for m, v in sums.items()}
-                store.add_row(entry, {"step": step, "after": None if step == 0 else
-                                      datasets[step - 1], "scores": scores,
-                                      "train_seconds": 1.0, "eval_seconds": 1.0}, clips)
+                store.add_row(entry, Row(step=step, after=None if step == 0 else
+                                         datasets[step - 1], scores=scores,
+                                         train_seconds=1.0, eval_seconds=1.0), clips)
             store.finish(entry, cost={"trainable_params": 1, "trainable_by_module": {},
                                       "backbone_params": 1, "train_seconds": 1.0,
                                       "eval_seconds": 1.0, "peak_memory_mb": 1.0,
@@ -324,7 +326,7 @@ def report_worker(factor: float, out: str, seeds: int, queue) -> None:
     run = load_run(Path(out))
     write_derived(Path(out), run, load_clips(Path(out), run))
     report_seconds = time.perf_counter() - t1
-    queue.put({"factor": factor, "rows": sum(len(e["rows"]) for e in run["runs"]),
+    queue.put({"factor": factor, "rows": sum(len(e.rows) for e in run.entries),
                "write_seconds": write_seconds, "report_seconds": report_seconds,
                "run_json_bytes": (Path(out) / "run.json").stat().st_size,
                "clips_bytes": du(Path(out) / "clips"),

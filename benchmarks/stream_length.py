@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tail_bench import config
 from tail_bench.reporting.study import STUDY_FILE, STUDY_TABLE, report, run_dir
 
 LENGTHS = (4, 8, 16)
@@ -61,7 +62,7 @@ def config_for(out: Path, length: int, *, methods: list[str], seeds: list[int], 
 
 
 def run_study(out: Path, *, lengths: list[int], methods: list[str], seeds: list[int],
-              preset: str = PRESET, epochs: int | None = None, device: str = "cpu",
+              preset: str = PRESET, epochs: int | None = None, device: str = "auto",
               progress: bool = True) -> dict[str, Any]:
     """Run (or continue) every length, then write the report."""
     import yaml
@@ -103,19 +104,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    help="the study directory (default: the reference one)")
     p.add_argument("--lengths", "--length", type=int, nargs="+", default=list(LENGTHS),
                    help="stream lengths (tail-synth --length), default 4 8 16")
-    p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS),
-                   help="data and training seeds, default 0 1 2")
     p.add_argument("--methods", nargs="+", help="default: every continual method")
-    p.add_argument("--preset", default=PRESET, help="default quick (sized to fit an hour on "
-                                                    "2 CPU cores)")
-    p.add_argument("--epochs", type=int, help="default: the preset's")
-    p.add_argument("--device", default="cpu", help="default cpu (the study's machine)")
-    p.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress output")
+    run_flags = ("seeds", "preset", "epochs", "device", "progress")
+    config.add_arguments(p, only=run_flags)
+    p.epilog = (f"Study defaults: --seeds {' '.join(map(str, SEEDS))} (data and training "
+                f"seeds), --preset {PRESET} (sized to fit an hour on 2 CPU cores); the other "
+                "run flags as `tail-bench run`'s.")
     a = p.parse_args(argv)
+    run_as = config.script_values(a, run_flags, seeds=list(SEEDS), preset=PRESET)
     summary = run_study(a.out, lengths=a.lengths, methods=a.methods or continual_methods(),
-                        seeds=a.seeds, preset=a.preset, epochs=a.epochs, device=a.device,
-                        progress=a.progress)
+                        **run_as)
     print((Path(a.out) / STUDY_TABLE).read_text())
     return summary
 

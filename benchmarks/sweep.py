@@ -25,8 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from tail_bench.evaluation import cl_metrics
-from tail_bench.reporting.results import load_run
-from tail_bench.reporting.tables import matrix
+from tail_bench.record import load_run
 from tail_bench.runner import RunConfig, run
 from tail_bench.storage import atomic_write_json, atomic_write_text
 
@@ -51,8 +50,8 @@ def load_grid(path: Path) -> dict:
 
 def score(run_dir: Path, select: dict) -> tuple[float, dict]:
     result = load_run(run_dir)
-    r = np.array(matrix(result["runs"][0], result["stream"]["datasets"], select["direction"],
-                        select["metric"]))
+    r = np.array(result.entries[0].matrix(result.datasets, select["direction"],
+                                          select["metric"]))
     summary = cl_metrics.summarize(r)
     return float(summary[select["summary"]]), {
         k: summary.get(k) for k in ("final_average", "learning_accuracy", "mean_forgetting")}

@@ -30,13 +30,14 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from tail_bench import config
 from tail_bench.evaluation.bootstrap import ClipScores, paired_difference
 from tail_bench.evaluation.evaluator import Evaluation, RetrievalEvaluator
 from tail_bench.models.builder import build_backbone
 from tail_bench.models.configs import get_config
 from tail_bench.models.dual import DualEncoder
 from tail_bench.presets import Preset, get_preset
-from tail_bench.reporting.tables import value
+from tail_bench.record import value
 from tail_bench.runner import resolve_device, seed_everything
 from tail_bench.streams import synth
 from tail_bench.streams.registry import build_stream
@@ -276,21 +277,21 @@ def report(runs: list[dict], names: list[str]) -> list[bool]:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--preset", default="default")
-    p.add_argument("--device", default="cpu")
-    a = p.parse_args(argv)
+    run_flags = ("seeds", "preset", "device")
+    config.add_arguments(p, only=run_flags)
+    p.epilog = "Defaults: --seeds 0 1 2; the other run flags as `tail-bench run`'s."
+    a = config.script_values(p.parse_args(argv), run_flags, seeds=[0, 1, 2])
     start = time.perf_counter()
-    preset = get_preset(a.preset)
-    device = resolve_device(a.device)
+    preset = get_preset(a["preset"])
+    device = resolve_device(a["device"])
     base = build_backbone(preset.backbone, device=device, progress=False)
     runs = []
-    for seed in a.seeds:
+    for seed in a["seeds"]:
         runs.append(measure(seed, preset, base, device))
         print(f"seed {seed} done after {time.perf_counter() - start:.0f} s", flush=True)
     oks = report(runs, [d.key for d in synth.DOMAINS])
     print(f"{sum(oks)}/{len(oks)} checks passed (preset {preset.name}, seeds "
-          f"{' '.join(map(str, a.seeds))}, {time.perf_counter() - start:.0f} s)")
+          f"{' '.join(map(str, a['seeds']))}, {time.perf_counter() - start:.0f} s)")
     sys.exit(0 if all(oks) else 1)
 
 

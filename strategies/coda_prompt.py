@@ -109,13 +109,15 @@ class CODAPrompt(Strategy):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.prompter: CODAPrompter | None = None
+        self.steps = 0
+
+    def check(self, backbone: str) -> None:
         o = self.options
         if o.components < 1 or o.prompt_length < 1 or o.lambda_ortho < 0:
             raise ConfigError(f"--opt coda-prompt: components={o.components}, prompt_length="
                               f"{o.prompt_length}, lambda_ortho={o.lambda_ortho}: expected "
                               "components >= 1, prompt_length >= 1, lambda_ortho >= 0")
-        self.prompter: CODAPrompter | None = None
-        self.steps = 0
 
     def setup(self, model: DualEncoder) -> None:
         model.requires_grad_(False)

@@ -62,14 +62,16 @@ class ER(Strategy):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        o = self.options
-        if o.size < 1 or o.batch < 0:
-            raise ConfigError(f"--opt er.size={o.size} / er.batch={o.batch}: expected "
-                              "size >= 1 and batch >= 0")
         self.rng = random.Random(torch.initial_seed())  # the run's seed: seeded per method
         self.seen = 0
         self.items: list[tuple[int, str, str]] = []  # (clip key, caption, data set)
         self.waves: dict[int, Tensor] = {}  # clip key -> waveform, one copy per clip
+
+    def check(self, backbone: str) -> None:
+        o = self.options
+        if o.size < 1 or o.batch < 0:
+            raise ConfigError(f"--opt er.size={o.size} / er.batch={o.batch}: expected "
+                              "size >= 1 and batch >= 0")
 
     def sample(self, n: int) -> tuple[Tensor, list[str], Tensor] | None:
         """`n` buffer pairs (or all), drawn without replacement, collated like a batch.

@@ -105,15 +105,12 @@ class LoRA(Strategy):
     description = "LoRA (sequential): low-rank adapters on both towers' attention (peft)"
     Options = LoRAOptions
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
+    def check(self, backbone: str) -> None:
         o = self.options
         if o.rank < 1 or not 0 <= o.dropout < 1:
             raise ConfigError(f"--opt lora.rank={o.rank} / lora.dropout={o.dropout}: expected "
                               "rank >= 1 and 0 <= dropout < 1")
-
-    def check(self, backbone: str) -> None:
-        if self.options.dropout and backbone in BACKBONES:
+        if o.dropout and backbone in BACKBONES:
             raise ConfigError(self._no_dropout(backbone))
 
     def _no_dropout(self, where: str) -> str:

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from tail_bench.errors import ConfigError
 from tail_bench.losses import feature_distillation, similarity_distillation
+from tail_bench.models.configs import BACKBONES
 from tail_bench.models.dual import DualEncoder
 from tail_bench.training.distill import DistillationStrategy
 
@@ -65,6 +66,12 @@ class PTAT(DistillationStrategy):
     description = ("PTAT: audio prompts + text prompts generated from them, frozen towers; "
                    "similarity and feature distillation")
     Options = PTATOptions
+
+    def check(self, backbone: str) -> None:
+        if self.options.deep and backbone not in BACKBONES:
+            raise ConfigError(f"--opt ptat.deep=true: backbone {backbone!r} has no deep-prompt "
+                              "support (only the embedded synth backbones do; "
+                              "docs/backbones.md)")
 
     def setup(self, model: DualEncoder) -> None:
         o = self.options

@@ -72,11 +72,6 @@ class ZSCL(Strategy):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        o = self.options
-        if o.reference_clips < 2 or o.ref_batch < 2 or o.we_every < 0:
-            raise ConfigError(f"--opt zscl: reference_clips={o.reference_clips}, "
-                              f"ref_batch={o.ref_batch}, we_every={o.we_every}: expected "
-                              "reference_clips >= 2, ref_batch >= 2, we_every >= 0")
         self.gen = torch.Generator().manual_seed(torch.initial_seed())
         self.ref: tuple[Tensor, list[str], Tensor] | None = None  # waves, captions, clip of
         self.teacher: tuple[Tensor, Tensor] | None = None  # initial audio, text embeddings
@@ -84,7 +79,12 @@ class ZSCL(Strategy):
         self.snapshots = self.batches = 0
 
     def check(self, backbone: str) -> None:
-        path = Path(self.options.reference) if self.options.reference else None
+        o = self.options
+        if o.reference_clips < 2 or o.ref_batch < 2 or o.we_every < 0:
+            raise ConfigError(f"--opt zscl: reference_clips={o.reference_clips}, "
+                              f"ref_batch={o.ref_batch}, we_every={o.we_every}: expected "
+                              "reference_clips >= 2, ref_batch >= 2, we_every >= 0")
+        path = Path(o.reference) if o.reference else None
         if path is None and backbone not in BACKBONES:
             raise ConfigError(
                 f"--opt zscl.reference: backbone {backbone!r} has no built-in reference set "

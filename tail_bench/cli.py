@@ -20,6 +20,9 @@ def cmd_run(a: argparse.Namespace) -> None:
     from tail_bench import distributed
 
     if a.resume is not None:
+        from tail_bench.record import load_run
+
+        load_run(a.resume)  # the run file's own faults are named as such, not as --config's
         cfg = config.for_resume(a.resume, config.given(a), a.config)
     else:
         cfg = config.build(config.given(a), a.config)
@@ -27,16 +30,17 @@ def cmd_run(a: argparse.Namespace) -> None:
         launch(cfg, a.argv, resume=a.resume is not None)  # the launcher imports no model code
         return
 
-    from tail_bench.reporting.results import load_clips, load_run
+    from tail_bench.record import load_run
+    from tail_bench.reporting.results import load_clips
     from tail_bench.reporting.summary import console_summary
-    from tail_bench.reporting.tables import status_table, unfinished
+    from tail_bench.reporting.tables import status_table
     from tail_bench.runner import run
 
     out = run(cfg, resume=a.resume is not None)
     if not distributed.is_main():
         return
     result = load_run(out)
-    if unfinished(result):
+    if result.unfinished():
         print(status_table(result).markdown(), end="\n\n")
     print(console_summary(result, load_clips(out, result), out))
 
@@ -116,6 +120,7 @@ def cmd_report(a: argparse.Namespace) -> None:
     from tail_bench.reporting.study import STUDY_TABLE, is_study
     from tail_bench.reporting.study import report as study_report
     from tail_bench.reporting.tables import render, scores_csv
+    from tail_bench.storage import writable_dir
 
     studies = [d for d in a.run_dirs if is_study(d)]
     if studies:
@@ -126,6 +131,8 @@ def cmd_report(a: argparse.Namespace) -> None:
         study_report(studies[0], runs=True)
         print((studies[0] / STUDY_TABLE).read_text())
         return
+    if a.out is not None:
+        writable_dir(a.out, f"--out {a.out}")
     run, clips = merge_runs(a.run_dirs)
     if a.out is not None:
         write_merged(a.out, run, clips)
@@ -137,15 +144,19 @@ def cmd_report(a: argparse.Namespace) -> None:
 def cmd_prepare(a: argparse.Namespace) -> None:
     from tail_bench.models.builder import audio_settings
     from tail_bench.presets import get_preset
+    from tail_bench.storage import writable_dir
     from tail_bench.streams.cache import default_workers
     from tail_bench.streams.tail import prepare
 
     values = config.given(a)
     backbone = values.get("backbone") or get_preset(config.default("preset")).backbone
     sample_rate, seconds = audio_settings(backbone)
-    workers = default_workers() if a.workers is None else a.workers
-    if workers < 1:
-        raise config.ConfigError(f"--workers {workers}: expected an integer >= 1")
+    from tail_bench.options import typed
+
+    workers = default_workers() if a.workers is None else typed(
+        a.workers, int, where=f"--workers {a.workers}", low=1, high=config.WORKERS_MAX)
+    if a.out is not None:
+        writable_dir(a.out, f"--out {a.out}")
     code = prepare(a.data_root, policy=values.get("on_error", config.default("on_error")),
                    out=a.out, cache=a.cache, sample_rate=sample_rate, clip_seconds=seconds,
                    workers=workers, patterns=tuple(values.get("audiocaps_patterns") or ()),
@@ -220,7 +231,7 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--cache", action="store_true",
                     help="decode every clip into the cache that `run` reads at the "
                          "backbone's sample rate and clip length (resumes if killed)")
-    pr.add_argument("--workers", type=int, metavar="N",
+    pr.add_argument("--workers", metavar="N",
                     help="decoding processes (default: the cores available)")
     pr.set_defaults(func=cmd_prepare)
 
@@ -237,7 +248,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         args.func(args)
     except (Interrupted, KeyboardInterrupt) as err:
-        print(f"tail-bench: {err or 'interrupted'}", file=sys.stderr)
+        print(f"tail-bench: {str(err) or 'interrupted'}", file=sys.stderr)
         raise SystemExit(130) from None
     except TailBenchError as err:
         raise SystemExit(f"tail-bench: error: {err}") from None
+    except OSError as err:
+        if err.filename is None:  # not about a path the user can look at: a bug
+            raise
+        raise SystemExit(f"tail-bench: error: {err.filename}: {err.strerror}") from None

@@ -17,24 +17,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tail_bench.errors import ConfigError
+from tail_bench import options as grammar
+from tail_bench.errors import ConfigError, RunFileError
 from tail_bench.evaluation.galleries import GALLERIES
+from tail_bench.record import RUN_FILE
 from tail_bench.reporting import REPORT_EVERY
 
-RUN_FILE = "run.json"
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 COMPILE_CHOICES = ("auto", "on", "off")
+SEED_MAX = 2**32 - 1  # NumPy's seeds are 32-bit
+WORKERS_MAX = 256  # CHOICE: far above any machine's useful data-loading processes
+LENGTH_MAX = 1000  # CHOICE: tail-synth steps; far above the stream-length study's
 
 
 def option(default: Any = dataclasses.MISSING, *, help: str, kind: str = "value",
            type: type | None = str, choices: tuple[str, ...] | None = None,
            flag: str | None = None, aliases: tuple[str, ...] = (), metavar: str | None = None,
-           factory: Any = None) -> Any:
+           factory: Any = None, low: int | None = None, high: int | None = None) -> Any:
     """A RunConfig field with its CLI spelling. kind: value (`--x V`), csv (`--x a,b`),
     many (`--x a b`), append (repeatable `--x V`), opt (repeatable `--opt S.K=V` into a
-    dict), switch (a bool that `--no-x` turns off)."""
+    dict), switch (a bool that `--no-x` turns off). low, high: an integer option's bounds
+    (each item's, for a list), checked by `RunConfig.check`."""
     meta = {"help": help, "kind": kind, "type": type, "choices": choices, "flag": flag,
-            "aliases": aliases, "metavar": metavar}
+            "aliases": aliases, "metavar": metavar, "low": low, "high": high}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -50,14 +55,18 @@ class RunConfig:
                                        "docs/avalanche.md)")
     benchmark: str = option("tail-synth", help="tail-synth (default) or tail")
     preset: str = option("default", help="quick | default (sizes, epochs)")
-    epochs: int | None = option(None, type=int, help="epochs per step (default: the preset's)")
+    epochs: int | None = option(None, type=int, low=1,
+                                help="epochs per step (default: the preset's)")
     lr: float | None = option(None, type=float, help="learning rate (default: the preset's)")
-    batch_size: int | None = option(None, type=int, help="batch size (default: the preset's)")
+    batch_size: int | None = option(None, type=int, low=2,
+                                    help="batch size (default: the preset's)")
     seeds: list[int] = option(kind="many", type=int, factory=lambda: [0], aliases=("--seed",),
+                              low=0, high=SEED_MAX,
                               help="training seeds (default 0); several: mean ± std")
     data_seed: int | None = option(
-        None, type=int, help="fix the generated stream's seed for every seed (default: each "
-                             "training seed also draws its own tail-synth data)")
+        None, type=int, low=0, high=SEED_MAX,
+        help="fix the generated stream's seed for every seed (default: each training seed "
+             "also draws its own tail-synth data)")
     device: str = option("auto", help="auto | cpu | cuda | cuda:N")
     precision: str = option("auto", choices=PRECISION_CHOICES,
                             help="autocast precision for training and evaluation (losses and "
@@ -66,14 +75,14 @@ class RunConfig:
                           help="torch.compile the training forward (towers, heads, prompts); "
                                "auto: off (CHOICE, until a GPU measurement shows it wins; "
                                "docs/backbones.md)")
-    nproc: int = option(1, type=int, aliases=("--processes",),
+    nproc: int = option(1, type=int, aliases=("--processes",), low=1,
                         help="data-parallel processes: starts torchrun --nproc-per-node N "
                              "(one per GPU; gloo on the CPU); the global batch stays "
                              "--batch-size")
-    workers: int = option(0, type=int,
+    workers: int = option(0, type=int, low=0, high=WORKERS_MAX,
                           help="data-loading processes (decode real audio off the main process)")
     eval_batch_size: int | None = option(
-        None, type=int, help="clips per evaluation batch (default: 256 on CUDA, else "
+        None, type=int, low=1, help="clips per evaluation batch (default: 256 on CUDA, else "
                              "max(batch size, 64))")
     out: Path | None = option(None, type=Path,
                               help="run directory (default results/runs/<time>)")
@@ -87,9 +96,9 @@ class RunConfig:
     order: list[str] | None = option(None, kind="csv",
                                      help="comma list of data sets: the stream's order (or "
                                           "subset)")
-    length: int | None = option(None, type=int,
+    length: int | None = option(None, type=int, low=1, high=LENGTH_MAX,
                                 help="tail-synth: number of steps (>4 adds variants)")
-    orders: int = option(1, type=int,
+    orders: int = option(1, type=int, low=1,
                          help="run every method over K stream orders: --order (or the "
                               "default order) first, then seeded shuffles of it (random."
                               "Random(0), repeats skipped), each crossed with --seeds; the "
@@ -138,31 +147,22 @@ class RunConfig:
                 raise ConfigError(f"{option} {value}: expected {expected}")
 
         need(bool(self.strategy), "--strategy", "(none)", "a strategy name")
-        for flag, value, low in (("--epochs", self.epochs, 1), ("--batch-size",
-                                                                  self.batch_size, 2)):
-            need(value is None or (isinstance(value, int) and value >= low), flag, value,
-                 f"an integer >= {low}")
         need(self.lr is None or (math.isfinite(self.lr) and self.lr > 0), "--lr", self.lr,
              "a finite number > 0")
         need(bool(self.seeds), "--seeds", "(none)", "at least one seed")
-        need(all(isinstance(s, int) and s >= 0 for s in self.seeds), "--seeds",
-             " ".join(map(str, self.seeds)), "integers >= 0")
         need(len(set(self.seeds)) == len(self.seeds), "--seeds", " ".join(map(str, self.seeds)),
              "distinct seeds")
-        need(self.data_seed is None or self.data_seed >= 0, "--data-seed", self.data_seed,
-             "an integer >= 0")
-        need(self.workers >= 0, "--workers", self.workers, "an integer >= 0")
-        need(self.nproc >= 1, "--nproc", self.nproc, "an integer >= 1")
-        need(self.eval_batch_size is None or self.eval_batch_size >= 1, "--eval-batch-size",
-             self.eval_batch_size, "an integer >= 1")
         for f in dataclasses.fields(self):
-            choices = f.metadata.get("choices")
-            need(not choices or getattr(self, f.name) in choices, _flag(f),
-                 getattr(self, f.name), " or ".join(choices or ()))
-        need(self.length is None or self.length >= 1, "--length", self.length,
-             "an integer >= 1")
-        need(isinstance(self.orders, int) and self.orders >= 1, "--orders", self.orders,
-             "an integer >= 1")
+            value, m = getattr(self, f.name), f.metadata
+            if m["choices"]:
+                need(value in m["choices"], _flag(f), value, " or ".join(m["choices"]))
+            if m["low"] is not None:
+                values = value if isinstance(value, list) else [value]
+                need(all(v is None or _within(v, m["low"], m["high"]) for v in values),
+                     _flag(f), " ".join(map(str, values)),
+                     ("integers " if m["kind"] == "many" else "an integer ")
+                     + (f">= {m['low']}" if m["high"] is None
+                        else f"between {m['low']} and {m['high']}"))
         if self.data_root is not None and not Path(self.data_root).is_dir():
             raise ConfigError(f"--data-root {self.data_root}: not a directory "
                               "(see docs/datasets.md for the layout)")
@@ -176,6 +176,11 @@ class RunConfig:
                 for k, v in dataclasses.asdict(self).items()}
 
 
+def _within(value: Any, low: int, high: int | None) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool) and value >= low
+            and (high is None or value <= high))
+
+
 def _flag(f: dataclasses.Field) -> str:
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
@@ -183,25 +188,9 @@ def _flag(f: dataclasses.Field) -> str:
 def _opt(pairs: list[str]) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     for pair in pairs:
-        key, sep, value = pair.partition("=")
-        owner, dot, name = key.partition(".")
-        if not (sep and dot and owner and name):
-            raise ConfigError(f"--opt {pair!r}: expected STRATEGY.KEY=VALUE, "
-                              "e.g. ptat.prompt_length=8")
+        owner, name, value = grammar.assignment(pair, where="--opt")
         out.setdefault(owner, {})[name] = value
     return out
-
-
-def _csv(text: str) -> list[str]:
-    """Comma-separated items; a comma inside parentheses (an Avalanche plugin's options,
-    `finetune+EWCPlugin(ewc_lambda=10,mode='online')`) stays in its item."""
-    items, depth, start = [], 0, 0
-    for i, c in enumerate(text + ","):
-        depth += (c == "(") - (c == ")")
-        if c == "," and depth == 0:
-            items.append(text[start:i].strip())
-            start = i + 1
-    return [t for t in items if t]
 
 
 def add_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] = ()) -> None:
@@ -219,39 +208,58 @@ def add_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] = ()) -
         elif m["kind"] in ("append", "opt"):
             parser.add_argument(*flags, action="append", metavar=m["metavar"], **common)
         elif m["kind"] == "many":
-            parser.add_argument(*flags, nargs="+", type=m["type"], **common)
-        else:
-            parser.add_argument(*flags, type=m["type"] if m["kind"] == "value" else str,
-                                choices=m["choices"], metavar=m["metavar"], **common)
+            parser.add_argument(*flags, nargs="+", **common)
+        else:  # typed by _coerce: one grammar for flags and files
+            parser.add_argument(*flags, choices=m["choices"], metavar=m["metavar"], **common)
 
 
 def _coerce(f: dataclasses.Field, value: Any, where: str) -> Any:
-    """A value from the command line or a file, as the field holds it."""
+    """A value from the command line or a file, as the field holds it (the grammar of
+    tail_bench/options.py). `where`: the flag, or the file."""
     m = f.metadata
+    flag = where.startswith("--")
+
+    def label(v: Any) -> str:
+        return f"{where} {v}" if flag else f"{where}: {f.name} = {v!r}"
+
     if value is None:
         return None
-    try:
-        if m["kind"] == "csv":
-            return _csv(value) if isinstance(value, str) else [str(v) for v in value]
-        if m["kind"] == "opt":
-            return _opt(value) if isinstance(value, list) else {
-                str(k): dict(v) for k, v in dict(value).items()}
-        if m["kind"] in ("append", "many"):
-            values = value if isinstance(value, list) else [value]
-            return [m["type"](v) for v in values]
-        if m["type"] is bool:
-            if isinstance(value, bool):
-                return value
-            raise ValueError("true or false")
-        if m["type"] is int and (isinstance(value, bool) or float(value) != int(value)):
-            raise ValueError("an integer")
-        return m["type"](value)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as err:
-        expected = {int: "an integer", float: "a number", bool: "true or false"}.get(
-            m["type"], "a list" if m["kind"] != "value" else "a string")
-        raise ConfigError(f"{where}: {f.name} = {value!r}: expected {expected}") from err
+    if m["kind"] == "csv":
+        if isinstance(value, str):
+            return grammar.split(value, where=where if flag else label(value), empty=True)
+        if not isinstance(value, list):
+            raise ConfigError(f"{label(value)}: expected a list")
+        return [grammar.typed(v, str, where=label(v)) for v in value]
+    if m["kind"] == "opt":
+        if isinstance(value, list) and flag:
+            return _opt(value)
+        if not (isinstance(value, dict) and all(isinstance(v, dict) for v in value.values())):
+            raise ConfigError(f"{label(value)}: expected a mapping of strategy names to "
+                              "mappings of option values")
+        return {str(k): dict(v) for k, v in value.items()}
+    if m["kind"] in ("append", "many"):
+        values = value if isinstance(value, list) else [value]
+        return [grammar.typed(v, m["type"], where=label(v)) for v in values]
+    return grammar.typed(value, m["type"], where=label(value))
+
+
+def _yaml_loader():
+    """PyYAML's safe loader with YAML 1.2 booleans: `true`/`false` only (`yes`, `on` stay
+    strings, and are then refused as booleans as on the command line)."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    bool_tag = "tag:yaml.org,2002:bool"
+    Loader.yaml_implicit_resolvers = {
+        c: [(tag, rx) for tag, rx in rs if tag != bool_tag]
+        for c, rs in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    Loader.add_implicit_resolver(bool_tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                 list("tTfF"))
+    return Loader
 
 
 def load_file(path: Path) -> dict[str, Any]:
@@ -269,7 +277,7 @@ def load_file(path: Path) -> dict[str, Any]:
         if file.suffix in (".yaml", ".yml"):
             import yaml
 
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_yaml_loader())
         else:
             data = json.loads(text)
     except Exception as err:  # yaml and json raise their own error types
@@ -294,6 +302,15 @@ def given(namespace: argparse.Namespace) -> dict[str, Any]:
             if k in known}
 
 
+def script_values(namespace: argparse.Namespace, names: tuple[str, ...],
+                  **defaults: Any) -> dict[str, Any]:
+    """The run options `names` of a benchmark script that declared them with
+    `add_arguments(only=names)`: as given, else the script's own `defaults` (a study's
+    seeds or preset), else RunConfig's."""
+    return {n: defaults[n] if n in defaults else default(n) for n in names} | {
+        k: v for k, v in given(namespace).items() if k in names}
+
+
 def default(name: str) -> Any:
     f = next(f for f in dataclasses.fields(RunConfig) if f.name == name)
     return f.default_factory() if f.default is dataclasses.MISSING else f.default
@@ -316,7 +333,11 @@ def for_resume(run_dir: Path, given: dict[str, Any], config: Path | None = None)
     if not file.is_file():
         raise ConfigError(f"--resume {run_dir}: no {RUN_FILE} there (expected a directory "
                           "written by `tail-bench run`)")
-    stored = RunConfig(**load_file(file))
+    stored = load_file(file)
+    if not stored.get("strategy"):
+        raise RunFileError(f"{file}: its 'config' has no strategy: not the options of a run "
+                           "(was it edited?)")
+    stored = RunConfig(**stored)
     asked = {**(load_file(config) if config is not None else {}), **given}
     out = asked.pop("out", None)
     if out is not None and Path(out).resolve() != Path(run_dir).resolve():

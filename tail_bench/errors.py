@@ -34,3 +34,8 @@ class Diverged(TailBenchError):
 
 class Interrupted(TailBenchError):
     """Ctrl-C during a run: the finished steps are on disk."""
+
+
+class WriteFailed(TailBenchError):
+    """A run's file could not be written (a full disk, a read-only mount): the method is
+    `interrupted` and its finished steps are on disk."""

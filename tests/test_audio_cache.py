@@ -182,7 +182,7 @@ def test_progress_lines_give_the_rate_and_the_time_left():
 def test_prepare_refuses_zero_workers(root, tmp_path):
     from tail_bench.cli import main
 
-    with pytest.raises(SystemExit, match="--workers 0: expected an integer >= 1"):
+    with pytest.raises(SystemExit, match="--workers 0: expected an integer between 1 and 256"):
         main(["prepare", "--data-root", str(root), "--workers", "0", "--out",
               str(tmp_path / "p")])
 

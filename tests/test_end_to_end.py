@@ -5,8 +5,9 @@ import pytest
 
 from tail_bench.cli import main
 from tail_bench.evaluation import cl_metrics
+from tail_bench.record import load_run
 from tail_bench.reporting.results import load_clips
-from tail_bench.reporting.tables import matrix, render
+from tail_bench.reporting.tables import render
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +44,13 @@ def test_run_file_holds_every_step_of_every_method(quick_run):
 
 
 def test_tables_and_csv_are_derived_from_the_run_file(quick_run):
-    out, run = quick_run
+    out, _ = quick_run
+    run = load_run(out)
     assert (out / "tables.md").read_text() == render(run, load_clips(out, run))
     rows = list(csv.DictReader((out / "scores.csv").open()))
     assert all(float(x["ci95_low"]) <= float(x["value"]) <= float(x["ci95_high"]) for x in rows)
     assert len(rows) == (5 + 1 + 2) * 4 * 2 * 4
-    r = matrix(run["runs"][0], run["stream"]["datasets"], "t2a")
+    r = run.entries[0].matrix(run.datasets, "t2a")
     first = [float(x["value"]) for x in rows if x["method"] == "finetune" and x["step"] == "4"
              and x["direction"] == "t2a" and x["metric"] == "R@1"]
     assert first == pytest.approx(r[4], abs=1e-6)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from tail_bench.evaluation.evaluator import RetrievalEvaluator
+from tail_bench.record import Run
 from tail_bench.reporting.tables import render
 from tail_bench.streams.pairs import PairSet
 
@@ -62,17 +63,18 @@ def test_a_bad_gallery_is_refused():
         RetrievalEvaluator(gallery="all")
 
 
-def _run(gallery: str | None) -> dict:
+def _run(gallery: str | None) -> Run:
     score = {"value": 0.5, "ci95": None}
     scores = {d: {k: {"R@1": score, "mAP@10": score} for k in ("t2a", "a2t")}
               for d in ("a", "b", "union:a", "union:b")}
     rows = [{"step": i, "after": None if i == 0 else "ab"[i - 1], "scores": scores}
             for i in range(3)]
     config = {"strategy": "m"} | ({} if gallery is None else {"gallery": gallery})
-    return {"stream": {"name": "s", "datasets": ["a", "b"]}, "config": config,
-            "resolved": {} if gallery is None else {"gallery": gallery},
-            "runs": [{"method": "m", "seed": 0, "status": "done", "role": "continual",
-                      "rows": rows, "cost": {"trainable_params": 1}}]}
+    return Run.from_json({
+        "schema": 2, "stream": {"name": "s", "datasets": ["a", "b"]}, "config": config,
+        "resolved": {} if gallery is None else {"gallery": gallery},
+        "runs": [{"method": "m", "seed": 0, "status": "done", "role": "continual",
+                  "rows": rows, "cost": {"trainable_params": 1}}]})
 
 
 @pytest.mark.parametrize("gallery, titles", [

@@ -41,7 +41,7 @@ def killing(f):
 if where == "train":
     RetrievalTemplate.train = killing(RetrievalTemplate.train)
 else:
-    checkpoint.atomic_write_json = killing(checkpoint.atomic_write_json)
+    checkpoint.atomic_write_text = killing(checkpoint.atomic_write_text)
 from tail_bench.cli import main
 main(sys.argv[1:])
 """

@@ -9,6 +9,7 @@ import itertools
 import numpy as np
 import pytest
 
+from tail_bench.record import Run
 from tail_bench.reporting import plots
 
 DATASETS = ["audiocaps", "clotho", "bbc", "audioset"]
@@ -21,7 +22,7 @@ MIN_PANEL = (2.4, 1.8)  # inches: the least width and height of any panel
 FIGURES = {"r1_t2a.png", "r1_a2t.png", "r_matrix.png", "avg_r1.png", "cost_retention.png"}
 
 
-def made_up_run(methods: list[str], seeds: int = 3) -> dict:
+def made_up_run(methods: list[str], seeds: int = 3) -> Run:
     rng = np.random.default_rng(0)
     runs = []
     for seed in range(seeds):
@@ -40,8 +41,8 @@ def made_up_run(methods: list[str], seeds: int = 3) -> dict:
                          "rows": rows,
                          "cost": {"trainable_params": PARAMS.get(m, FULL),
                                   "train_seconds": float(rng.uniform(30, 90))}})
-    return {"stream": {"datasets": DATASETS}, "config": {"strategy": methods[0]},
-            "runs": runs}
+    return Run.from_json({"stream": {"datasets": DATASETS},
+                          "config": {"strategy": methods[0]}, "runs": runs})
 
 
 def texts(fig, renderer) -> list:

@@ -8,8 +8,9 @@ import torch
 
 from tail_bench.cli import main
 from tail_bench.evaluation import cl_metrics
-from tail_bench.reporting.results import load_clips, load_run
-from tail_bench.reporting.tables import entry_key, matrix, render
+from tail_bench.record import Run, load_run
+from tail_bench.reporting.results import load_clips
+from tail_bench.reporting.tables import render
 
 QUICK = ["--preset", "quick", "--epochs", "1", "--no-progress"]
 
@@ -33,7 +34,7 @@ def test_row_0_is_the_backbone_before_any_strategy_touches_it(prompted):
     zero = by["zeroshot"]["rows"][0]["scores"]
     for name in ("ptat", "l2p", "prompts-at-setup"):
         assert by[name]["rows"][0]["scores"] == zero, name
-        r = matrix(by[name], run["stream"]["datasets"], "t2a")
+        r = Run.from_json(run).find(name, 0).matrix(run["stream"]["datasets"], "t2a")
         expected = sum(r[j - 1][j - 1] - r[0][j - 1] for j in range(2, 5)) / 3
         assert cl_metrics.fwt(r) == pytest.approx(expected)
     # the perturbed heads do change scores after step 1: row 0 was taken before setup
@@ -42,7 +43,7 @@ def test_row_0_is_the_backbone_before_any_strategy_touches_it(prompted):
 
 def test_every_score_carries_a_bootstrap_interval_and_per_clip_sums(prompted):
     out, run = prompted
-    clips = load_clips(out, run)
+    clips = load_clips(out, load_run(out))
     for e in run["runs"]:
         for row in e["rows"]:
             for ds, dirs in row["scores"].items():
@@ -50,7 +51,7 @@ def test_every_score_carries_a_bootstrap_interval_and_per_clip_sums(prompted):
                     for m, s in metrics.items():
                         lo, hi = s["ci95"]
                         assert lo <= s["value"] <= hi, (e["method"], ds, d, m)
-                        c = clips[entry_key(e)][row["step"]]
+                        c = clips[e["method"], e["seed"], 0][row["step"]]
                         assert c.sums[ds][d][m].sum() / c.counts[ds][d].sum() == \
                             pytest.approx(s["value"])
     first = run["runs"][0]["rows"][1]["scores"]["audiocaps"]["t2a"]["R@1"]
@@ -84,9 +85,8 @@ def test_an_interrupted_method_is_unfinished_and_ctrl_c_is_one_line(tmp_path, _c
     message = capsys.readouterr().err.strip().splitlines()[-1]
     assert message.startswith("tail-bench: interrupted during interrupt-at-3 (seed 0) after "
                               "step 2") and str(out) in message
-    run = load_run(out)
-    entry = run["runs"][1]
-    assert entry["status"] == "interrupted" and [r["step"] for r in entry["rows"]] == [0, 1, 2]
+    entry = load_run(out).entries[1]
+    assert entry.status == "interrupted" and [r.step for r in entry.rows] == [0, 1, 2]
     main(["report", str(out)])
     table = (out / "tables.md").read_text()
     assert "| interrupt-at-3 | 0 | interrupted | 2 |" in table
@@ -98,8 +98,8 @@ def test_a_crash_marks_the_method_failed(tmp_path, _cache):
     with pytest.raises(RuntimeError, match="simulated crash"):
         main(["run", "--strategy", "crash-at-3", "--plugin", "plugin_strategy:CrashAtStep3",
               *QUICK, "--out", str(out)])
-    entry = load_run(out)["runs"][0]
-    assert entry["status"] == "failed" and "simulated crash" in entry["failure"]["message"]
+    entry = load_run(out).entries[0]
+    assert entry.status == "failed" and "simulated crash" in entry.failure["message"]
     assert "| crash-at-3 | 0 | failed | 2 |" in (out / "tables.md").read_text()
 
 
@@ -110,19 +110,36 @@ def test_a_crash_marks_the_method_failed(tmp_path, _cache):
     (["--lr", "-1"], "--lr -1.0: expected a finite number > 0"),
     (["--batch-size", "0"], "--batch-size 0: expected an integer >= 2"),
     (["--batch-size", "-1"], "--batch-size -1: expected an integer >= 2"),
-    (["--length", "0"], "--length 0: expected an integer >= 1"),
+    (["--length", "0"], "--length 0: expected an integer between 1 and 1000"),
     (["--orders", "0"], "--orders 0: expected an integer >= 1"),
     (["--orders", "3", "--order", "clotho,bbc"],
      "--orders 3: a stream of 2 data sets (clotho, bbc; --order and --length choose "
      "them) has only 2 orders"),
     (["--seeds", "0", "0"], "--seeds 0 0: expected distinct seeds"),
-    (["--seed", "-1"], "--seeds -1: expected integers >= 0"),
-    (["--workers", "-1"], "--workers -1: expected an integer >= 0"),
+    (["--seed", "-1"], "--seeds -1: expected integers between 0 and 4294967295"),
+    (["--workers", "-1"], "--workers -1: expected an integer between 0 and 256"),
     (["--data-root", "/nonexistent", "--benchmark", "tail"], "--data-root /nonexistent: not"),
     (["--device", "tpu"], "--device tpu: expected auto, cpu, cuda or cuda:N"),
     (["--baselines", "ptat", "--opt", "ptat.prompt_length=x"],
          "--opt ptat.prompt_length=x: expected an integer"),
         (["--opt", "ptat.prompt_length=4"], "ptat is not in this run"),
+    # one strict grammar: brackets, empty items, duplicates, integers, overflows, bounds
+    (["--baselines", "lwf,er)"], "--baselines 'lwf,er)': unbalanced ')'"),
+    (["--order", "audiocaps,clotho)"], "--order 'audiocaps,clotho)': unbalanced ')'"),
+    (["--baselines", "finetune+EWCPlugin(ewc_lambda=1"], "unbalanced brackets"),
+    (["--baselines", "lwf,,er"], "--baselines 'lwf,,er': an empty item"),
+    (["--baselines", "lwf, lwf"], "--baselines lwf,lwf: lwf given twice"),
+    (["--baselines", "er", "--opt", "er.size=inf"], "--opt er.size=inf: expected an integer"),
+    (["--baselines", "ptat", "--opt", "ptat.deep=yes"],
+     "--opt ptat.deep=yes: expected true or false"),
+    (["--epochs", "1.9"], "--epochs 1.9: expected an integer"),
+    (["--epochs", "99999999999999999999999"],
+     "--epochs 99999999999999999999999: expected an integer between"),
+    (["--lr", "inf"], "--lr inf: expected a number (finite)"),
+    (["--seeds", "4294967296"], "--seeds 4294967296: expected integers between 0 and "
+                                "4294967295"),
+    (["--workers", "100000"], "--workers 100000: expected an integer between 0 and 256"),
+    (["--length", "100000"], "--length 100000: expected an integer between 1 and 1000"),
 ])
 def test_every_option_is_checked_before_any_work(argv, message, tmp_path, monkeypatch):
     import tail_bench.runner as runner
@@ -168,7 +185,7 @@ def test_tables_use_the_sample_std_and_only_finished_methods(prompted):
     other["seed"] = 1
     other["rows"][0]["scores"]["audiocaps"]["t2a"]["R@1"]["value"] += 0.1
     twin["runs"].append(other)
-    table = render(twin)
+    table = render(Run.from_json(twin))
     v = e["rows"][0]["scores"]["audiocaps"]["t2a"]["R@1"]["value"]
     mean, std = 100 * (v + 0.05), 100 * (0.1 / 2 ** 0.5)  # ddof=1 over two seeds
     assert f"| zeroshot | 2 | {mean:.1f}±{std:.1f} / " in table
@@ -252,6 +269,6 @@ def test_the_shipped_reference_tables_are_its_run_files():
 
     root = Path(__file__).resolve().parents[1] / "results/reference/tail-synth-default/run"
     run = load_run(root)
-    assert sorted({e["seed"] for e in run["runs"]}) == [0, 1, 2, 3, 4]
+    assert sorted({e.seed for e in run.entries}) == [0, 1, 2, 3, 4]
     assert render(run, load_clips(root, run)) == (root / "tables.md").read_text()
     assert scores_csv(run) == (root / "scores.csv").read_bytes().decode()  # csv: CRLF

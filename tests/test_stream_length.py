@@ -9,14 +9,13 @@ import pytest
 
 from tail_bench.config import load_file
 from tail_bench.evaluation import cl_metrics
-from tail_bench.reporting.results import load_run
-from tail_bench.reporting.tables import matrix
+from tail_bench.record import Entry, Status, load_run
 
 METHODS = ["ewc", "l2p"]  # a fixed-size state (Fisher, anchor), a growing one (usage history)
 
 
 def _final(entry):
-    return cl_metrics.final_average(matrix(entry, entry["order"], "t2a"))
+    return cl_metrics.final_average(entry.matrix(entry.order, "t2a"))
 
 
 def _cell(values):
@@ -68,10 +67,10 @@ def test_report_every_says_when_tables_and_plots_are_rewritten(every, writes, tm
     calls = []
     monkeypatch.setattr(results, "write_derived", lambda *a, **k: calls.append(1))
     store = results.RunStore(tmp_path, {"stream": {}}, report_every=every)  # a save
-    entry = store.start(method="m", seed=0, info={})
+    entry = store.start(Entry(method="m", seed=0, status=Status.RUNNING))
     store.save()
     store.save()
-    store.finish(entry)
+    store.finish(entry, cost={}, extra={})
     store.close()
     assert len(calls) == writes
     assert json.loads((tmp_path / "run.json").read_text())["runs"][0]["status"] == "done"
@@ -95,7 +94,7 @@ def test_the_study_table_comes_from_the_run_files(tmp_path, _cache, monkeypatch,
     for length in (2, 3):
         run = load_run(out / "runs" / f"length-{length}")
         replay = load_file(out / "configs" / f"length-{length}.yaml")
-        assert replay == {k: v for k, v in run["config"].items() if k != "out"}
+        assert replay == {k: v for k, v in run.config.items() if k != "out"}
         assert replay["length"] == length and replay["preset"] == "quick"
     for name in ("table.md", "summary.json", "quality.png", "cost.png", "study.json"):
         assert (out / name).stat().st_size > 100, name
@@ -104,17 +103,16 @@ def test_the_study_table_comes_from_the_run_files(tmp_path, _cache, monkeypatch,
         for length in (2, 3):
             run = load_run(out / "runs" / f"length-{length}")
             for method in METHODS:
-                runs = [e for e in run["runs"] if e["method"] == method]
+                runs = [e for e in run.entries if e.method == method]
                 finals = [_final(e) for e in runs]
-                forget = [cl_metrics.mean_forgetting(matrix(e, e["order"], "t2a"))
+                forget = [cl_metrics.mean_forgetting(e.matrix(e.order, "t2a"))
                           for e in runs]
                 cell = summary["methods"][method]["by_length"][str(length)]
                 assert cell["final_average"]["mean"] == pytest.approx(mean(finals))
                 assert cell["seeds"] == [0, 1]
                 assert f"| {method} | {length} | 2 | {_cell(finals)} |" in table
                 assert f" | {_cell(forget)} | " in table
-                state = [e["rows"][-1]["state_bytes"] + e["rows"][-1]["model_bytes"]
-                         for e in runs]
+                state = [e.rows[-1].state_bytes + e.rows[-1].model_bytes for e in runs]
                 assert cell["stored_mb"]["mean"] == pytest.approx(mean(state) / 2**20)
         growth = {m: summary["methods"][m]["growth"] for m in METHODS}
         # 3 steps: L2P's usage history grows, but there is no first half to compare with
@@ -149,7 +147,7 @@ def test_the_study_table_comes_from_the_run_files(tmp_path, _cache, monkeypatch,
     assert (out / "runs" / "length-3" / "tables.md").exists()  # each length's own tables
     table = (out / "table.md").read_text()
     check(table, json.loads((out / "summary.json").read_text()))
-    assert f"| ewc | 3 | 2 | {_cell([_final(run['runs'][0]), 0.5])} |" in table
+    assert f"| ewc | 3 | 2 | {_cell([_final(Entry.from_json(run['runs'][0])), 0.5])} |" in table
 
 
 def test_the_shipped_study_table_is_its_run_files():

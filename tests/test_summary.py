@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from tail_bench.evaluation import cl_metrics
-from tail_bench.reporting.results import load_clips, load_run
+from tail_bench.record import Run, load_run
+from tail_bench.reporting.results import load_clips
 from tail_bench.reporting.summary import WIDTH, console_summary
-from tail_bench.reporting.tables import matrix, order_of
 
 REFERENCE = Path(__file__).parent.parent / "results/reference/tail-synth-default/run"
 LONG = "finetune+EWCPlugin(ewc_lambda=10000)"
@@ -39,8 +39,8 @@ def test_five_seeds_fit_in_100_columns_with_the_tables_figures(reference, tmp_pa
     ptat = lines_of(text, "ptat").split()
     # mean±std over 5 seeds, as tables.md shows them; learning acc and forgetting t2a/a2t
     assert ptat[1:6] == ["17.9±0.6", "18.3±0.6", "19.2/19.5", "1.9/1.7", "15.94%"]
-    seconds = np.mean([e["cost"]["train_seconds"] for e in reference["runs"]
-                       if e["method"] == "ptat"])
+    seconds = np.mean([e.cost["train_seconds"] for e in reference.entries
+                       if e.method == "ptat"])
     assert ptat[6] == f"{seconds:.0f}"
     assert lines_of(text, "joint").split()[3:5] == ["—", "—"]
     assert LONG in text.splitlines() and lines_of(text, LONG).split()[0] == "20.4±0.3"
@@ -49,11 +49,11 @@ def test_five_seeds_fit_in_100_columns_with_the_tables_figures(reference, tmp_pa
 
 
 def test_one_seed_shows_each_average_with_its_interval(reference, tmp_path):
-    run = {**reference, "runs": [e for e in reference["runs"] if e["seed"] == 0]}
+    run = Run(reference.header, [e for e in reference.entries if e.seed == 0])
     text = console_summary(run, load_clips(REFERENCE, run), tmp_path)
     assert max(map(len, text.splitlines())) <= WIDTH
-    ptat = next(e for e in run["runs"] if e["method"] == "ptat")
-    r = matrix(ptat, order_of(run, ptat), "t2a")
+    ptat = next(e for e in run.entries if e.method == "ptat")
+    r = ptat.matrix(run.order_of(ptat), "t2a")
     figures = lines_of(text, "ptat")
     assert figures.split()[1] == f"{100 * cl_metrics.final_average(r):.1f}"
     assert figures.split()[2].startswith("[") and "value [95% interval]" in text

@@ -44,6 +44,30 @@ def build_backbone(spec: str, *, device: torch.device | str = "cpu", force_pretr
     raise AssertionError("unreachable")
 
 
+def pretrains(spec: str) -> bool:
+    """Whether building `spec` pretrains it and writes its weights to the cache."""
+    if spec not in BACKBONES:
+        return False
+    from tail_bench.models.pretrain import weights_path
+
+    return not weights_path(get_config(spec)).exists()
+
+
+def weights_bytes(spec: str) -> int:
+    """The bytes of a backbone's weights in fp32 (a registered one's from its
+    architecture, a checkpoint's from its files) without loading them: the least a
+    run's first checkpoint takes on disk."""
+    if spec in BACKBONES:
+        from tail_bench.models.pretrain import build_synth
+
+        return sum(4 * t.numel() for t in build_synth(get_config(spec)).state_dict().values())
+    path = Path(spec)
+    if path.is_file():
+        return path.stat().st_size
+    files = list(path.rglob("*.safetensors")) or list(path.rglob("*.bin"))
+    return sum(f.stat().st_size for f in files)
+
+
 def model_config(path: Path) -> dict:
     """A Hugging Face directory's config.json, checked (its errors name the file)."""
     file = path / "config.json"

@@ -1,4 +1,5 @@
-"""Plots from a run file, rewritten atomically with the tables (each as PNG and SVG):
+"""Plots from a run, rewritten atomically with the tables (when `--report-every` says;
+each as PNG and SVG):
 
 - `avg_r1.png`: every method in one panel per direction: average R@1 over the data sets
   seen so far after each step (mean over seeds and orders; band: min to max); methods
@@ -26,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from tail_bench.evaluation import cl_metrics
-from tail_bench.reporting.tables import DIRECTIONS, finished, matrix, order_of
+from tail_bench.record import Entry, Run
+from tail_bench.reporting.tables import DIRECTIONS
 from tail_bench.storage import atomic_write_bytes
 
 COLUMNS = 4  # panels per row at most
@@ -55,11 +57,11 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _first_seed(run: dict[str, Any]) -> list[dict[str, Any]]:
+def _first_seed(run: Run) -> list[Entry]:
     seen, out = set(), []
-    for e in run["runs"]:
-        if e["rows"] and e["method"] not in seen:
-            seen.add(e["method"])
+    for e in run.entries:
+        if e.rows and e.method not in seen:
+            seen.add(e.method)
             out.append(e)
     return out
 
@@ -91,21 +93,21 @@ def _hide_unused(axes, used: set[tuple[int, int]]) -> None:
             ax.set_visible(False)
 
 
-def curves(out: Path, run: dict[str, Any], entries: list[dict[str, Any]]) -> list[Path]:
+def curves(out: Path, run: Run, entries: list[Entry]) -> list[Path]:
     paths = []
     for direction in DIRECTIONS:
         fig, axes = _grid(len(entries))
         handles: dict[str, Any] = {}
         for k, e in enumerate(entries):
             ax = axes[k // COLUMNS][k % COLUMNS]
-            datasets = order_of(run, e)
-            r = matrix(e, datasets, direction)
+            datasets = run.order_of(e)
+            r = e.matrix(datasets, direction)
             for j, name in enumerate(datasets):
                 (handles[name],) = ax.plot(range(len(r)), [100 * row[j] for row in r],
                                            marker="o", markersize=3, label=name,
                                            color=f"C{j % 10}")
-            ax.set_title(_title(e["method"] + ("" if e["status"] == "done"
-                                               else f" ({e['status']})")), fontsize=9)
+            ax.set_title(_title(e.method + ("" if e.finished
+                                           else f" ({e.status.value})")), fontsize=9)
             ax.set_xlabel("after step", fontsize=8)
             ax.set_ylabel(f"{direction} R@1 (%)", fontsize=8)
             ax.xaxis.get_major_locator().set_params(integer=True)
@@ -117,17 +119,17 @@ def curves(out: Path, run: dict[str, Any], entries: list[dict[str, Any]]) -> lis
     return paths
 
 
-def heatmaps(out: Path, run: dict[str, Any], entries: list[dict[str, Any]]) -> Path:
+def heatmaps(out: Path, run: Run, entries: list[Entry]) -> Path:
     """Two rows of panels per row of methods: t2a above a2t."""
     fig, axes = _grid(len(entries), rows_each=2)
     used = set()
     for k, e in enumerate(entries):
-        datasets = order_of(run, e)
+        datasets = run.order_of(e)
         for d, direction in enumerate(DIRECTIONS):
             i, j = 2 * (k // COLUMNS) + d, k % COLUMNS
             used.add((i, j))
             ax = axes[i][j]
-            r = 100 * np.array(matrix(e, datasets, direction))
+            r = 100 * np.array(e.matrix(datasets, direction))
             ax.imshow(r, cmap="viridis", vmin=0, aspect="auto")
             if len(datasets) <= CELL_TEXT_MAX:
                 for (a, b), v in np.ndenumerate(r):
@@ -135,25 +137,25 @@ def heatmaps(out: Path, run: dict[str, Any], entries: list[dict[str, Any]]) -> P
                             color="w")
             ax.set_xticks(range(len(datasets)), datasets, rotation=90, fontsize=6)
             ax.set_yticks(range(len(r)), [str(s) for s in range(len(r))], fontsize=6)
-            ax.set_title(_title(f"{e['method']} {direction}"), fontsize=8)
+            ax.set_title(_title(f"{e.method} {direction}"), fontsize=8)
             ax.set_ylabel("after step", fontsize=7)
     _hide_unused(axes, used)
     return _save(fig, Path(out) / "r_matrix.png")
 
 
-def _by_method(run: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    by: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for e in finished(run):
-        by[e["method"]].append(e)
+def _by_method(run: Run) -> dict[str, list[Entry]]:
+    by: dict[str, list[Entry]] = defaultdict(list)
+    for e in run.finished():
+        by[e.method].append(e)
     return by
 
 
-def average_curves(out: Path, run: dict[str, Any], styles: dict[str, dict]) -> Path | None:
+def average_curves(out: Path, run: Run, styles: dict[str, dict]) -> Path | None:
     """`avg_r1.png`: every method's average R@1 over the data sets seen so far."""
     import matplotlib.pyplot as plt
 
     by = _by_method(run)
-    steps = len(run["stream"]["datasets"])
+    steps = len(run.datasets)
     if not by or steps < 2:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(2 * PANEL[0] * 1.3, PANEL[1] * 1.6),
@@ -161,7 +163,7 @@ def average_curves(out: Path, run: dict[str, Any], styles: dict[str, dict]) -> P
     for ax, direction in zip(axes, DIRECTIONS, strict=True):
         for method, entries in by.items():
             style = styles[method]
-            r = np.array([matrix(e, order_of(run, e), direction) for e in entries])
+            r = np.array([e.matrix(run.order_of(e), direction) for e in entries])
             if r.shape[1] == steps + 1:
                 seen = 100 * np.array([cl_metrics.average_after(r, i)
                                        for i in range(steps + 1)])  # (steps + 1, runs)
@@ -199,16 +201,16 @@ def _log_axis(ax, values: list[float]) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def cost_retention(out: Path, run: dict[str, Any], styles: dict[str, dict]) -> Path | None:
+def cost_retention(out: Path, run: Run, styles: dict[str, dict]) -> Path | None:
     """Cost (x) against retention (y) for every finished continual method; none for a
     one-step stream, where forgetting is undefined. Methods are told apart by a legend
     (colour and marker), not by labels next to the points, which overlap where costs tie."""
     import matplotlib.pyplot as plt
 
-    datasets = run["stream"]["datasets"]
+    datasets = run.datasets
     if len(datasets) < 2:
         return None
-    by = {m: [e for e in es if len(e["rows"]) == len(datasets) + 1]
+    by = {m: [e for e in es if len(e.rows) == len(datasets) + 1]
           for m, es in _by_method(run).items()}
     by = {m: es for m, es in by.items() if es}
     if not by:
@@ -217,11 +219,11 @@ def cost_retention(out: Path, run: dict[str, Any], styles: dict[str, dict]) -> P
                              layout="constrained")
     params = []
     for method, entries in by.items():
-        r = [np.array(matrix(e, order_of(run, e), "t2a")) for e in entries]
+        r = [np.array(e.matrix(run.order_of(e), "t2a")) for e in entries]
         ys = {"final average t2a R@1 (%)": [100 * cl_metrics.final_average(m) for m in r],
               "forgetting t2a R@1 (%)": [100 * cl_metrics.mean_forgetting(m) for m in r]}
-        xs = {"trainable parameters": [e["cost"]["trainable_params"] for e in entries],
-              "training time (s)": [e["cost"]["train_seconds"] for e in entries]}
+        xs = {"trainable parameters": [e.cost["trainable_params"] for e in entries],
+              "training time (s)": [e.cost["train_seconds"] for e in entries]}
         params += xs["trainable parameters"]
         for row, (ylabel, y) in enumerate(ys.items()):
             for col, (xlabel, x) in enumerate(xs.items()):
@@ -245,15 +247,15 @@ def _spread(values: list[float]) -> list[list[float]]:
     return [[max(0.0, m - min(values))], [max(0.0, max(values) - m)]]
 
 
-def write_plots(out: Path, run: dict[str, Any]) -> list[Path]:
+def write_plots(out: Path, run: Run) -> list[Path]:
     """Every figure of a run (PNG paths; an SVG lies next to each)."""
     import matplotlib
 
     matplotlib.use("Agg")
-    entries = [e for e in _first_seed(run) if len(e["rows"]) > 1]
+    entries = [e for e in _first_seed(run) if len(e.rows) > 1]
     if not entries:
         return []
-    styles = {e["method"]: _style(i) for i, e in enumerate(_first_seed(run))}
+    styles = {e.method: _style(i) for i, e in enumerate(_first_seed(run))}
     paths = [*curves(out, run, entries), heatmaps(out, run, entries)]
     paths += [p for p in (average_curves(out, run, styles), cost_retention(out, run, styles))
               if p is not None]

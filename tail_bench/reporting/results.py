@@ -1,18 +1,22 @@
 """The run directory: run.json is the source of truth; CSV and Markdown are derived.
 
-Every file is rewritten atomically after every evaluated step, so a crash or Ctrl-C keeps
-all finished steps. `tail-bench report DIR` rebuilds the derived files and plots from the
-run files alone. Beside run.json, `clips/<method>-s<seed>.npz` holds each row's per-clip
-sums (what bootstrap intervals and paired significance tests resample). A run with
-`--orders K` keeps an entry per (method, seed, order): `order` names its data sets in
-training order and `order_index` says which of the run's orders it is (0: the first);
-its per-clip file and checkpoint folder end in `-o<index>` past the first order.
+run.json is rewritten atomically after every evaluated step, so a crash or Ctrl-C keeps
+all finished steps; the derived files (tables, scores, plots) follow `--report-every`.
+`tail-bench report DIR` rebuilds them from the run files alone. Beside run.json,
+`clips/<method>-s<seed>.npz` holds each row's per-clip sums (what bootstrap intervals and
+paired significance tests resample); tail_bench/record.py describes the run file.
+An entry records its per-clip file's SHA-256 (`clips_sha256`): a file that is missing,
+unreadable, or lacks one of the entry's steps is named, its rows lose their intervals of
+means and paired tests (the tables say so), and `--resume` computes that entry again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
-import json
+import sys
+import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -20,34 +24,13 @@ import numpy as np
 
 from tail_bench.errors import RunFileError
 from tail_bench.evaluation.bootstrap import ClipScores
+from tail_bench.record import RUN_FILE, SCHEMA, Entry, Key, Row, Run, Status, load_run
 from tail_bench.reporting import REPORT_EVERY
 from tail_bench.reporting.plots import write_plots
-from tail_bench.reporting.tables import (
-    Key,
-    entry_key,
-    order_of,
-    render,
-    scores_csv,
-    sections,
-)
-from tail_bench.storage import (
-    atomic_write_bytes,
-    atomic_write_json,
-    atomic_write_text,
-    run_name,
-)
-
-RUN_FILE = "run.json"
-CLIPS_DIR = "clips"
-SCHEMA = 2  # 2: scores are {"value", "ci95"}; statuses; per-clip sums beside run.json
-FINISHED = "done"
+from tail_bench.reporting.tables import render, scores_csv, sections
+from tail_bench.storage import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 ClipTable = dict[Key, dict[int, ClipScores]]
-
-
-def clips_file(entry: dict[str, Any]) -> str:
-    name = run_name(entry["method"], entry["seed"], entry.get("order_index", 0))
-    return f"{CLIPS_DIR}/{name}.npz"
 
 
 class RunStore:
@@ -61,53 +44,75 @@ class RunStore:
         if resume:
             self.data = load_run(self.out)
             self.clips = load_clips(self.out, self.data)
-            self.data.setdefault("resumed", []).append(header)
+            self.data.header.setdefault("resumed", []).append(header)
+            for e in self.data.entries:
+                if e.clips_file and e.key not in self.clips:
+                    self.restart(e, f"{e.clips_file}: missing or damaged")
             return
         if write and (self.out / RUN_FILE).exists():  # (rank 0 may have written it)
             raise RunFileError(f"{self.out / RUN_FILE} exists: pick a new --out or move it")
-        self.data = {"schema": SCHEMA, **(header or {}), "runs": []}
+        self.data = Run({"schema": SCHEMA, **(header or {})})
         self.save()
 
-    def find(self, method: str, seed: int, order_index: int = 0) -> dict[str, Any] | None:
-        return next((e for e in self.data["runs"]
-                     if entry_key(e) == (method, seed, order_index)), None)
+    def find(self, method: str, seed: int, order_index: int = 0) -> Entry | None:
+        return self.data.find(method, seed, order_index)
 
-    def start(self, *, method: str, seed: int, info: dict[str, Any]) -> dict[str, Any]:
-        entry = {"method": method, "seed": seed, "status": "running", **info, "rows": [],
-                 "clips_file": None}
-        self.data["runs"].append(entry)
-        self.clips[entry_key(entry)] = {}
+    def start(self, entry: Entry) -> Entry:
+        self.data.entries.append(entry)
+        self.clips[entry.key] = {}
         return entry
 
-    def reopen(self, entry: dict[str, Any], last_step: int) -> None:
+    def reopen(self, entry: Entry, last_step: int) -> None:
         """An unfinished method continues after `last_step` (its checkpoint): later rows
-        go, they are computed again."""
-        entry["status"] = "running"
-        entry.pop("failure", None)
-        entry["rows"] = [r for r in entry["rows"] if r["step"] <= last_step]
-        table = self.clips.setdefault(entry_key(entry), {})
+        go, they are computed again. run.json goes first: a kill before the per-clip file
+        follows leaves that file holding every kept step (and more), which still reads."""
+        entry.status, entry.failure = Status.RUNNING, None
+        entry.rows = [r for r in entry.rows if r.step <= last_step]
+        table = self.clips.setdefault(entry.key, {})
         for step in [s for s in table if s > last_step]:
             del table[step]
-        if self.write and entry.get("clips_file"):
-            atomic_write_bytes(self.out / entry["clips_file"], _pack(table))
+        data = _pack(table) if entry.clips_file else None
+        if data is not None:
+            entry.clips_sha256 = hashlib.sha256(data).hexdigest()
         self.save()
+        if self.write and data is not None:
+            atomic_write_bytes(self.out / entry.clips_file, data)
 
-    def add_row(self, entry: dict[str, Any], row: dict[str, Any], clips: ClipScores) -> None:
-        entry["rows"].append(row)
-        table = self.clips[entry_key(entry)]
-        table[row["step"]] = clips
-        entry["clips_file"] = clips_file(entry)
+    def restart(self, entry: Entry, reason: str) -> None:
+        """An entry whose saved state (per-clip file, checkpoint) is missing or damaged is
+        computed again from step 0; `restarts` in its record keeps the reason."""
         if self.write:
-            atomic_write_bytes(self.out / entry["clips_file"], _pack(table))
+            what = f"{entry.method} seed {entry.seed}" + (
+                f" order {entry.order_index + 1}" if entry.order_index else "")
+            print(f"tail-bench: warning: {reason}; {what} starts again from step 0",
+                  file=sys.stderr)
+        entry.restarts = [*(entry.restarts or []),
+                          {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "reason": reason}]
+        entry.status, entry.rows = Status.INTERRUPTED, []
+        entry.cost = entry.extra = entry.failure = entry.checkpoint = None
+        entry.clips_file = entry.clips_sha256 = None
+        self.clips[entry.key] = {}
         self.save()
 
-    def stop(self, entry: dict[str, Any], status: str, failure: dict[str, Any]) -> None:
+    def add_row(self, entry: Entry, row: Row, clips: ClipScores) -> None:
+        """The per-clip file goes first, then run.json with its checksum: a kill between
+        the two leaves a file holding one step more, which still reads."""
+        table = self.clips.setdefault(entry.key, {})
+        data = _pack({**table, row.step: clips})
+        if self.write:  # when it fails, the row is not recorded either
+            atomic_write_bytes(self.out / entry.clips_name(), data)
+        entry.rows.append(row)
+        table[row.step] = clips
+        entry.clips_file, entry.clips_sha256 = entry.clips_name(), hashlib.sha256(data).hexdigest()
+        self.save()
+
+    def stop(self, entry: Entry, status: Status, failure: dict[str, Any]) -> None:
         """An unfinished method: diverged, failed or interrupted."""
-        entry.update(status=status, failure=failure)
+        entry.status, entry.failure = status, failure
         self.save(ended="method")
 
-    def finish(self, entry: dict[str, Any], **fields: Any) -> None:
-        entry.update(fields, status=FINISHED)
+    def finish(self, entry: Entry, *, cost: dict[str, Any], extra: dict[str, Any]) -> None:
+        entry.status, entry.cost, entry.extra = Status.DONE, cost, extra
         self.save(ended="method")
 
     def close(self) -> None:
@@ -117,13 +122,13 @@ class RunStore:
             self.save(ended="run")
 
     def save(self, ended: str = "step") -> None:
-        """run.json always; the derived files when `ended` (step, method or run) is what
-        --report-every asks for, or comes after it."""
+        """run.json always; then the derived files when `ended` (step, method or run) is
+        what --report-every asks for, or comes after it."""
         if not self.write:
             return
+        atomic_write_json(self.out / RUN_FILE, self.data.to_json())  # first: tables take s
         if REPORT_EVERY.index(ended) >= REPORT_EVERY.index(self.report_every):
             write_derived(self.out, self.data, self.clips)
-        atomic_write_json(self.out / RUN_FILE, self.data)
 
 
 def _pack(table: dict[int, ClipScores]) -> bytes:
@@ -151,18 +156,48 @@ def _unpack(data: np.lib.npyio.NpzFile) -> dict[int, ClipScores]:
     return table
 
 
-def load_clips(run_dir: Path, run: dict[str, Any]) -> ClipTable:
-    """Per-clip sums of every entry that has them (older run files have none)."""
+def _clips_problem(path: Path, entry: Entry) -> tuple[str | None, dict]:
+    """(what is wrong with an entry's per-clip file or None, its table). A file that differs
+    from its recorded checksum is still used when it reads whole (the zip's CRCs) and holds
+    every step of the entry: a kill between it and run.json leaves one like that."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return "missing", {}
+    if hashlib.sha256(data).hexdigest() == entry.clips_sha256:
+        with np.load(io.BytesIO(data)) as npz:
+            return None, _unpack(npz)
+    try:
+        with np.load(io.BytesIO(data)) as npz:
+            table = _unpack(npz)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        return f"unreadable ({type(err).__name__}: {err})", {}
+    lacking = [r.step for r in entry.rows if r.step not in table]
+    if lacking:
+        return f"has no sums of step(s) {', '.join(map(str, lacking))}", {}
+    return None, {r.step: table[r.step] for r in entry.rows}
+
+
+def load_clips(run_dir: Path, run: Run) -> ClipTable:
+    """Per-clip sums of every entry that has them (older run files have none). A file that
+    is missing or damaged is named on stderr and left out: the tables say which rows lack
+    their intervals of means, and `--resume` computes that entry again."""
     out: ClipTable = {}
-    for e in run["runs"]:
-        path = Path(run_dir) / e["clips_file"] if e.get("clips_file") else None
-        if path is not None and path.exists():
-            with np.load(path) as data:
-                out[entry_key(e)] = _unpack(data)
+    for e in run.entries:
+        if not e.clips_file:
+            continue
+        path = Path(run_dir) / e.clips_file
+        problem, table = _clips_problem(path, e)
+        if problem:
+            print(f"tail-bench: warning: {path}: {problem}; {e.method} seed {e.seed} has no "
+                  "per-clip sums (`tail-bench run --resume` computes them again)",
+                  file=sys.stderr)
+            continue
+        out[e.key] = table
     return out
 
 
-def write_derived(out: Path, run: dict[str, Any], clips: ClipTable | None = None) -> None:
+def write_derived(out: Path, run: Run, clips: ClipTable | None = None) -> None:
     """Every file derived from the run file: tables (Markdown, LaTeX), scores, plots. The
     tables are computed once (their bootstraps are most of the cost) for both formats."""
     atomic_write_text(out / "scores.csv", scores_csv(run))
@@ -172,47 +207,18 @@ def write_derived(out: Path, run: dict[str, Any], clips: ClipTable | None = None
     write_plots(out, run)
 
 
-def _upgrade(run: dict[str, Any]) -> dict[str, Any]:
-    """Schema 1 files (plain float scores, no intervals) read as schema 2 without CIs."""
-    if run.get("schema", 1) >= SCHEMA:
-        return run
-    for e in run["runs"]:
-        for row in e["rows"]:
-            row["scores"] = {d: {k: {m: {"value": v, "ci95": None} for m, v in ms.items()}
-                                 for k, ms in dirs.items()} for d, dirs in row["scores"].items()}
-    run["schema"] = SCHEMA
-    return run
-
-
-def load_run(path: Path) -> dict[str, Any]:
-    path = Path(path)
-    file = path / RUN_FILE if path.is_dir() else path
-    try:
-        run = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        what = "no such file or directory" if not path.exists() else "no run file"
-        raise RunFileError(f"{file}: {what} (expected a directory written by `tail-bench "
-                           "run`, or a study directory with study.json)") from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RunFileError(f"{file}: not valid JSON ({err})") from err
-    if not isinstance(run, dict) or "runs" not in run or "stream" not in run:
-        raise RunFileError(f"{file}: expected an object with keys 'stream' and 'runs' of a "
-                           "tail-bench run file")
-    return _upgrade(run)
-
-
 MERGE_SAME = ("stream", "backbone", "preset_sizes", "eval_split")  # what makes rows comparable
 
 
-def _merge_key(run: dict[str, Any], key: str) -> Any:
+def _merge_key(run: Run, key: str) -> Any:
     if key == "stream":
-        return run["stream"]
+        return run.stream
     if key == "eval_split":
-        return run.get("config", {}).get("eval_split", "test")
-    return run.get("resolved", {}).get(key, run.get("config", {}).get(key))
+        return run.config.get("eval_split", "test")
+    return run.setting(key)
 
 
-def merge_runs(dirs: list[Path]) -> tuple[dict[str, Any], ClipTable]:
+def merge_runs(dirs: list[Path]) -> tuple[Run, ClipTable]:
     """Several run directories (e.g. the jobs of a method x seed grid) as one run: the
     first one's header (its --strategy is the reference row) and every one's entries.
     Runs on another stream, backbone, preset or evaluation split, and a (method, seed,
@@ -226,11 +232,11 @@ def merge_runs(dirs: list[Path]) -> tuple[dict[str, Any], ClipTable]:
         if differ:
             raise RunFileError(f"{d}: cannot be merged with {first}: their "
                                f"{', '.join(differ)} differ")
-        for e in run["runs"]:
-            key, order = entry_key(e), order_of(run, e)
+        for e in run.entries:
+            key, order = e.key, run.order_of(e)
             if key in seen:
                 where, other = seen[key]
-                what = f"{e['method']} seed {e['seed']}" + (
+                what = f"{e.method} seed {e.seed}" + (
                     f" order {key[2] + 1}" if key[2] else "")
                 if other != order:  # the same index for another order: not comparable
                     raise RunFileError(f"{d}: {what} is order {' -> '.join(order)} but "
@@ -240,19 +246,19 @@ def merge_runs(dirs: list[Path]) -> tuple[dict[str, Any], ClipTable]:
             seen[key] = (d, order)
             runs.append(e)
         clips.update(load_clips(d, run))
-    merged = {**merged, "runs": runs, "merged_from": [str(d) for d in dirs]}
+    merged = Run({**merged.header, "merged_from": [str(d) for d in dirs]}, runs)
     return merged, clips
 
 
-def write_merged(out: Path, run: dict[str, Any], clips: ClipTable) -> None:
+def write_merged(out: Path, run: Run, clips: ClipTable) -> None:
     """A merged run as a run directory of its own (run.json, per-clip files, tables)."""
     out = Path(out)
     if (out / RUN_FILE).exists():
         raise RunFileError(f"--out {out}: {out / RUN_FILE} exists; pick a new --out")
-    for e in run["runs"]:
-        key = entry_key(e)
-        if key in clips:
-            e["clips_file"] = clips_file(e)
-            atomic_write_bytes(out / e["clips_file"], _pack(clips[key]))
+    for e in run.entries:
+        if e.key in clips:
+            data = _pack(clips[e.key])
+            e.clips_file, e.clips_sha256 = e.clips_name(), hashlib.sha256(data).hexdigest()
+            atomic_write_bytes(out / e.clips_file, data)
     write_derived(out, run, clips)
-    atomic_write_json(out / RUN_FILE, run)
+    atomic_write_json(out / RUN_FILE, run.to_json())

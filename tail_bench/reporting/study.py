@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from tail_bench.record import RUN_FILE, Entry, Role, Run, load_run
+
 STUDY_FILE = "study.json"
 STUDY_TABLE = "table.md"
 TOO_SHORT = "too short to tell"  # growth over fewer than 4 steps
@@ -50,23 +52,22 @@ def run_dir(out: Path, length: int) -> Path:
     return Path(out) / "runs" / f"length-{length}"
 
 
-def _per_run(run: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+def _per_run(run: Run, entry: Entry) -> dict[str, Any]:
     """One (method, seed) of one length: quality, cost and stored state per step."""
     from tail_bench.evaluation import cl_metrics
-    from tail_bench.reporting.tables import matrix, order_of
 
-    s = cl_metrics.summarize(matrix(entry, order_of(run, entry), "t2a", "R@1"))
-    cost = entry["cost"]
-    rows = entry["rows"][1:]
+    s = cl_metrics.summarize(entry.matrix(run.order_of(entry), "t2a", "R@1"))
+    cost = entry.cost
+    rows = entry.rows[1:]
     peak = cost["peak_memory_mb"] - cost.get("rss_start_mb", 0.0)  # CPU: above the start
-    stored = [r.get("state_bytes", 0) + r.get("model_bytes", 0) for r in rows]
-    return {"seed": entry["seed"], "final_average": s["final_average"],
+    stored = [(r.state_bytes or 0) + (r.model_bytes or 0) for r in rows]
+    return {"seed": entry.seed, "final_average": s["final_average"],
             "learning_accuracy": s["learning_accuracy"], "forgetting": s["mean_forgetting"],
             "train_seconds": cost["train_seconds"],
             "train_seconds_per_step": cost["train_seconds"] / len(rows),
             "peak_memory_mb": round(peak, 1),
-            "state_mb": [round(r.get("state_bytes", 0) / 2**20, 6) for r in rows],
-            "model_mb": [round(r.get("model_bytes", 0) / 2**20, 6) for r in rows],
+            "state_mb": [round((r.state_bytes or 0) / 2**20, 6) for r in rows],
+            "model_mb": [round((r.model_bytes or 0) / 2**20, 6) for r in rows],
             "stored_mb": stored[-1] / 2**20, "stored_bytes_per_step": stored}
 
 
@@ -103,9 +104,6 @@ def _growth(series: list[list[int]]) -> dict[str, Any]:
 
 def collect(out: Path) -> dict[str, Any]:
     """Every finished continual (method, seed) of every length, from the run files."""
-    from tail_bench.reporting.results import RUN_FILE, load_run
-    from tail_bench.reporting.tables import FINISHED
-
     out = Path(out)
     study = json.loads((out / STUDY_FILE).read_text())
     lengths = sorted(int(p.name.split("-")[1]) for p in (out / "runs").glob("length-*")
@@ -114,14 +112,14 @@ def collect(out: Path) -> dict[str, Any]:
     unfinished = []
     for length in lengths:
         run = load_run(run_dir(out, length))
-        for e in run["runs"]:
-            if e.get("role") != "continual":
+        for e in run.entries:
+            if e.role is not Role.CONTINUAL:
                 continue
-            if e["status"] != FINISHED:
-                unfinished.append(f"{e['method']} seed {e['seed']} at length {length}: "
-                                  f"{e['status']}")
+            if not e.finished:
+                unfinished.append(f"{e.method} seed {e.seed} at length {length}: "
+                                  f"{e.status.value}")
                 continue
-            data.setdefault(e["method"], {}).setdefault(length, []).append(_per_run(run, e))
+            data.setdefault(e.method, {}).setdefault(length, []).append(_per_run(run, e))
     summary: dict[str, Any] = {"preset": study.get("preset"), "lengths": lengths,
                                "elapsed_seconds": study.get("elapsed_seconds", {}),
                                "unfinished": unfinished, "methods": {}}
@@ -266,7 +264,7 @@ def figures(out: Path, summary: dict[str, Any]) -> list[Path]:
 def report(out: Path, *, runs: bool = False) -> dict[str, Any]:
     """table.md, summary.json and the figures, from the run files alone; with `runs`,
     each length's own tables and plots too."""
-    from tail_bench.reporting.results import RUN_FILE, load_clips, load_run, write_derived
+    from tail_bench.reporting.results import load_clips, write_derived
     from tail_bench.storage import atomic_write_json, atomic_write_text
 
     if runs:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from typing import Any
 
+from tail_bench.record import Run
 from tail_bench.reporting.tables import Clips, Table, comparison_table
 
 WIDTH = 100
@@ -33,13 +33,13 @@ def _value_only(cell: str) -> str:
     return cell.split(" [")[0].split("±")[0].removesuffix(arrow) + arrow
 
 
-def rows(run: dict[str, Any], table: Table) -> list[list[str]]:
+def rows(run: Run, table: Table) -> list[list[str]]:
     """[method, avg t2a, avg a2t, learning acc, forgetting, share, train s] per row of
     the comparison table, in its order."""
     at = {h: i for i, h in enumerate(table.header)}
     seconds: dict[str, list[float]] = {}
-    for e in run["runs"]:
-        seconds.setdefault(e["method"], []).append(e.get("cost", {}).get("train_seconds", 0))
+    for e in run.entries:
+        seconds.setdefault(e.method, []).append((e.cost or {}).get("train_seconds", 0))
     out = []
     for row in table.rows:
         method = row[0].removesuffix(" †")
@@ -75,12 +75,12 @@ def _lines(header: list[str], body: list[list[str]]) -> list[str]:
     return out
 
 
-def console_summary(run: dict[str, Any], clips: Clips | None, out: Path) -> str:
+def console_summary(run: Run, clips: Clips | None, out: Path) -> str:
     """The comparison in WIDTH columns, its legend, then the paths of the full results."""
     table = comparison_table(run, clips)
-    first = run["config"].get("strategy")
+    first = run.config.get("strategy")
     header = ["method", *COLUMNS, "train s"]
-    seeds = {e["seed"] for e in run["runs"]}
+    seeds = {e.seed for e in run.entries}
     how = ("value [95% interval]" if len(seeds) == 1
            else "mean±std over seeds, learning acc and forgetting: mean")
     legend = (f"Final row, %: {how}; ↑/↓: significantly above/below {first}; share: "

@@ -1,5 +1,5 @@
-"""Tables from a run file (pure functions of the run.json dict and its per-clip sums, so
-reruns are free).
+"""Tables from a run (pure functions of a `record.Run` and its per-clip sums, so reruns
+are free): this module renders, tail_bench/record.py says what a run holds.
 
 Values are shown in percent. The comparison table follows the layout of the TAIL paper's
 main table: one row per method, final R@1 per data set, averages, learning accuracy,
@@ -30,51 +30,12 @@ from typing import Any
 import numpy as np
 
 from tail_bench.evaluation import bootstrap, cl_metrics, galleries
+from tail_bench.record import Entry, Role, Run, order_indices, value
 
 DIRECTIONS = ("t2a", "a2t")
 HEADS = ("audio_head", "text_head", "logit_scale")  # not counted by "share without heads"
-FINISHED = "done"
 Clips = dict  # (method, seed, order index) -> step -> bootstrap.ClipScores
-Key = tuple[str, int, int]
 CHANGES = "†"  # a method whose rank changes across stream orders
-
-
-def entry_key(entry: dict[str, Any]) -> Key:
-    """What identifies a method's run in a run file: (method, seed, order index); entries
-    of files before --orders are order 0."""
-    return entry["method"], entry["seed"], entry.get("order_index", 0)
-
-
-def order_of(run: dict[str, Any], entry: dict[str, Any]) -> list[str]:
-    """The data sets an entry trained on, in its order (the stream's, for files before
-    --orders)."""
-    return entry.get("order") or run["stream"]["datasets"]
-
-
-def order_indices(entries: list[dict[str, Any]]) -> list[int]:
-    return sorted({e.get("order_index", 0) for e in entries})
-
-
-def planned_orders(run: dict[str, Any]) -> dict[int, list[str]]:
-    """Every stream order of a run by index: those its entries ran, and those it was asked
-    for (`resolved.orders`), so a run stopped in its first order still says it has more."""
-    asked = run.get("resolved", {}).get("orders") or []
-    return {**dict(enumerate(asked)),
-            **{e.get("order_index", 0): order_of(run, e) for e in run["runs"]}}
-
-
-def several_orders(run: dict[str, Any]) -> bool:
-    return len(planned_orders(run)) > 1
-
-
-def value(score: dict | float) -> float:
-    return score["value"] if isinstance(score, dict) else score
-
-
-def matrix(entry: dict[str, Any], datasets: list[str], direction: str,
-           metric: str = "R@1") -> list[list[float]]:
-    return [[value(row["scores"][d][direction][metric]) for d in datasets]
-            for row in entry["rows"]]
 
 
 def _pct(x: float | None) -> str:
@@ -123,22 +84,9 @@ def _tex(text: str) -> str:
     return "".join(_TEX.get(c, c) for c in str(text))
 
 
-def setting(run: dict[str, Any], key: str) -> Any:
-    """A run's setting as it ran: resolved (schema 2) or as given (older run files)."""
-    return run.get("resolved", {}).get(key, run["config"].get(key))
-
-
-def finished(run: dict[str, Any]) -> list[dict[str, Any]]:
-    return [e for e in run["runs"] if e["status"] == FINISHED]
-
-
-def unfinished(run: dict[str, Any]) -> list[dict[str, Any]]:
-    return [e for e in run["runs"] if e["status"] != FINISHED]
-
-
-def summary(entry: dict[str, Any], datasets: list[str]) -> dict[str, dict[str, Any]]:
+def summary(entry: Entry, datasets: list[str]) -> dict[str, dict[str, Any]]:
     """cl_metrics.summarize for R@1 and mAP@10 in both directions."""
-    return {f"{d}:{m}": cl_metrics.summarize(matrix(entry, datasets, d, m))
+    return {f"{d}:{m}": cl_metrics.summarize(entry.matrix(datasets, d, m))
             for d in DIRECTIONS for m in ("R@1", "mAP@10")}
 
 
@@ -171,19 +119,19 @@ def _columns(datasets: list[str]) -> list[tuple[str, str, KeyedSummary, bool]]:
                ("BWT R@1", "R@1", _any_order(cl_metrics.bwt), True)])
 
 
-def _rows_of(clips: Clips | None, entry: dict[str, Any]) -> list | None:
-    table = (clips or {}).get(entry_key(entry))
-    if not table or len(table) != len(entry["rows"]):
+def _rows_of(clips: Clips | None, entry: Entry) -> list | None:
+    table = (clips or {}).get(entry.key)
+    if not table or len(table) != len(entry.rows):
         return None
-    return [table[row["step"]] for row in entry["rows"]]
+    return [table[row.step] for row in entry.rows]
 
 
-KeysOf = Callable[[dict[str, Any]], list[str]]
+KeysOf = Callable[[Entry], list[str]]
 
 
-def _cell(entries: list[dict[str, Any]], keys_of: KeysOf, direction: str, metric: str,
+def _cell(entries: list[Entry], keys_of: KeysOf, direction: str, metric: str,
           make: KeyedSummary, clips: Clips | None) -> tuple[str, list[float]]:
-    values = [make(keys_of(e))(np.array(matrix(e, keys_of(e), direction, metric)))
+    values = [make(keys_of(e))(np.array(e.matrix(keys_of(e), direction, metric)))
               for e in entries]
     if any(v is None for v in values):
         return "—", []
@@ -196,13 +144,13 @@ def _cell(entries: list[dict[str, Any]], keys_of: KeysOf, direction: str, metric
     return _ci(values[0], ci), values
 
 
-def _mark(a: list[dict[str, Any]], b: list[dict[str, Any]], keys_of: KeysOf,
+def _mark(a: list[Entry], b: list[Entry], keys_of: KeysOf,
           direction: str, metric: str, make: KeyedSummary, clips: Clips | None) -> str:
     """'↑'/'↓' when a differs significantly from b (paired over the (seed, order) runs
     both have), else ''."""
-    by_run = {entry_key(e)[1:]: e for e in b}
-    pairs = [(_rows_of(clips, e), _rows_of(clips, by_run[entry_key(e)[1:]]), keys_of(e))
-             for e in a if entry_key(e)[1:] in by_run]
+    by_run = {e.key[1:]: e for e in b}
+    pairs = [(_rows_of(clips, e), _rows_of(clips, by_run[e.key[1:]]), keys_of(e))
+             for e in a if e.key[1:] in by_run]
     pairs = [(x, y, k) for x, y, k in pairs if x is not None and y is not None]
     if not pairs:
         return ""
@@ -214,25 +162,25 @@ def _mark(a: list[dict[str, Any]], b: list[dict[str, Any]], keys_of: KeysOf,
     return "↑" if test["difference"] > 0 else "↓"
 
 
-def gallery_of(run: dict[str, Any]) -> str:
+def gallery_of(run: Run) -> str:
     """The run's --gallery (runs before it existed were per-dataset)."""
-    return setting(run, "gallery") or "per-dataset"
+    return run.setting("gallery") or "per-dataset"
 
 
-def _labelled(title: str, run: dict[str, Any], gallery: str) -> str:
+def _labelled(title: str, run: Run, gallery: str) -> str:
     return title if gallery_of(run) == "per-dataset" else f"{title}, {gallery} gallery"
 
 
-def _by_method(run: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+def _by_method(run: Run) -> dict[str, list[Entry]]:
     """Finished entries by method, in the paper's row order."""
-    by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    rank = {"zero-shot": 0, "continual": 1, "joint": 2}
-    for e in sorted(finished(run), key=lambda e: rank.get(e.get("role"), 1)):
-        by_method[e["method"]].append(e)
+    by_method: dict[str, list[Entry]] = defaultdict(list)
+    rank = {Role.ZERO_SHOT: 0, Role.CONTINUAL: 1, Role.JOINT: 2}
+    for e in sorted(run.finished(), key=lambda e: rank.get(e.role, 1)):
+        by_method[e.method].append(e)
     return by_method
 
 
-def ranks_by_order(run: dict[str, Any], gallery: str = "per-dataset"
+def ranks_by_order(run: Run, gallery: str = "per-dataset"
                    ) -> dict[str, dict[int, int]]:
     """Each finished method's rank in each stream order it ran: by its final average t2a
     R@1 (mean over its seeds in that order; 1 = best; tied methods share a rank, and
@@ -240,9 +188,9 @@ def ranks_by_order(run: dict[str, Any], gallery: str = "per-dataset"
     score: dict[int, dict[str, float]] = defaultdict(dict)
     for method, entries in _by_method(run).items():
         for k in order_indices(entries):
-            runs = [e for e in entries if e.get("order_index", 0) == k]
-            score[k][method] = round(mean(cl_metrics.final_average(matrix(
-                e, galleries.keys(order_of(run, e), gallery), "t2a")) for e in runs), 9)
+            runs = [e for e in entries if e.order_index == k]
+            score[k][method] = round(mean(cl_metrics.final_average(e.matrix(
+                galleries.keys(run.order_of(e), gallery), "t2a")) for e in runs), 9)
     ranks: dict[str, dict[int, int]] = defaultdict(dict)
     for k, by in score.items():
         for method, v in by.items():
@@ -254,19 +202,19 @@ def rank_changes(ranks: dict[int, int]) -> bool:
     return len(set(ranks.values())) > 1
 
 
-def comparison_table(run: dict[str, Any], clips: Clips | None = None,
+def comparison_table(run: Run, clips: Clips | None = None,
                      gallery: str = "per-dataset") -> Table:
-    datasets = galleries.keys(run["stream"]["datasets"], gallery)
+    datasets = galleries.keys(run.datasets, gallery)
     by_method = _by_method(run)
-    first = run["config"].get("strategy")
+    first = run.reference
     reference = by_method.get(first, [])
-    finetune = [e["cost"]["trainable_params"] for e in by_method.get("finetune", [])]
+    finetune = [e.cost["trainable_params"] for e in by_method.get("finetune", [])]
     columns = _columns(datasets)
-    orders = several_orders(run)
+    orders = run.several_orders()
     ranks = ranks_by_order(run, gallery) if orders else {}
 
-    def keys_of(e: dict[str, Any]) -> list[str]:
-        return galleries.keys(order_of(run, e), gallery)
+    def keys_of(e: Entry) -> list[str]:
+        return galleries.keys(run.order_of(e), gallery)
 
     header = (["method", "seeds × orders" if orders else "seeds"]
               + [f"{label} t2a / a2t" for label, *_ in columns]
@@ -274,7 +222,7 @@ def comparison_table(run: dict[str, Any], clips: Clips | None = None,
               + (["rank by order (final avg t2a R@1)"] if orders else []))
     rows = []
     for method, entries in by_method.items():
-        continual = len(entries[0]["rows"]) == len(datasets) + 1
+        continual = len(entries[0].rows) == len(datasets) + 1
         cells = []
         for _, metric, make, needs_steps in columns:
             if needs_steps and not continual:
@@ -284,12 +232,12 @@ def comparison_table(run: dict[str, Any], clips: Clips | None = None,
             for d in DIRECTIONS:
                 text, _ = _cell(entries, keys_of, d, metric, make, clips)
                 if method != first and reference and (continual or not needs_steps):
-                    ref_ok = len(reference[0]["rows"]) == len(datasets) + 1 or not needs_steps
+                    ref_ok = len(reference[0].rows) == len(datasets) + 1 or not needs_steps
                     text += _mark(entries, reference, keys_of, d, metric, make,
                                   clips) if ref_ok else ""
                 parts.append(text)
             cells.append(" / ".join(parts))
-        cost = entries[0]["cost"]
+        cost = entries[0].cost
         params = cost["trainable_params"]
         heads = sum(cost.get("trainable_by_module", {}).get(k, 0) for k in HEADS)
         shares = [f"{100 * n / finetune[0]:.2f}%" if finetune and finetune[0] else "—"
@@ -297,7 +245,7 @@ def comparison_table(run: dict[str, Any], clips: Clips | None = None,
         label, count = method, str(len(entries))
         extra = []
         if orders:
-            seeds = len({e["seed"] for e in entries})
+            seeds = len({e.seed for e in entries})
             count = f"{seeds} × {len(order_indices(entries))}"
             mine = ranks.get(method, {})
             label += f" {CHANGES}" if rank_changes(mine) else ""
@@ -306,18 +254,18 @@ def comparison_table(run: dict[str, Any], clips: Clips | None = None,
     return Table(header, rows, _labelled("Comparison (final row)", run, gallery))
 
 
-def gallery_gap_table(run: dict[str, Any]) -> Table:
+def gallery_gap_table(run: Run) -> Table:
     """Final average R@1 per gallery and how much a method loses without the data set's
     identity (per-dataset minus union), mean over seeds."""
     rows = []
-    by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for e in finished(run):
-        by_method[e["method"]].append(e)
+    by_method: dict[str, list[Entry]] = defaultdict(list)
+    for e in run.finished():
+        by_method[e.method].append(e)
     for method, entries in by_method.items():
         cells = []
         for d in DIRECTIONS:
-            per, uni = (mean(cl_metrics.final_average(matrix(
-                e, galleries.keys(order_of(run, e), g), d)) for e in entries)
+            per, uni = (mean(cl_metrics.final_average(e.matrix(
+                galleries.keys(run.order_of(e), g), d)) for e in entries)
                 for g in ("per-dataset", "union"))
             cells += [_pct(per), _pct(uni), _pct(per - uni)]
         rows.append([method, *cells])
@@ -326,8 +274,8 @@ def gallery_gap_table(run: dict[str, Any]) -> Table:
                  "Gallery gap (final avg R@1, per-dataset − union)")
 
 
-def legend(run: dict[str, Any]) -> str:
-    first = run["config"].get("strategy")
+def legend(run: Run) -> str:
+    first = run.reference
     return (orders_legend(run) + f"One seed: value [95% interval, clip-level bootstrap]; "
             f"several seeds: mean±std "
             f"over seeds (ddof=1). ↑/↓: significantly higher/lower than `{first}` (paired "
@@ -338,11 +286,11 @@ def legend(run: dict[str, Any]) -> str:
             "share is 2.42%).")
 
 
-def orders_legend(run: dict[str, Any]) -> str:
+def orders_legend(run: Run) -> str:
     """Which stream orders a run pools, and how its table reads them (none: one order)."""
-    if not several_orders(run):
+    if not run.several_orders():
         return ""
-    seen = planned_orders(run)
+    seen = run.planned_orders()
     listed = "; ".join(f"{k + 1}: {' → '.join(o)}" for k, o in sorted(seen.items()))
     return (f"Stream orders ({listed}). Each cell pools every order and seed of a method "
             "(mean±std over both, ddof=1); a data set's column is each run's final score on "
@@ -352,45 +300,44 @@ def orders_legend(run: dict[str, Any]) -> str:
             f"{CHANGES} marks a method whose rank changes across orders. ")
 
 
-def status_table(run: dict[str, Any]) -> Table:
+def status_table(run: Run) -> Table:
     """Methods that did not finish every step: never ranked with the finished ones."""
-    rows, orders = [], several_orders(run)
-    for e in unfinished(run):
-        last = e["rows"][-1]["step"] if e["rows"] else None
-        failure = e.get("failure", {})
-        rows.append([e["method"], str(e["seed"]), *_order_cell(e, orders), e["status"],
-                     "none" if last is None else str(last), failure.get("message", "")])
+    rows, orders = [], run.several_orders()
+    for e in run.unfinished():
+        last, why = e.last_step, (e.failure or {}).get("message", "")
+        rows.append([e.method, str(e.seed), *_order_cell(e, orders), e.status.value,
+                     "none" if last is None else str(last), why])
     return Table(["method", "seed", *(["order"] if orders else []), "status",
                   "last completed step", "why"], rows, "Unfinished (not compared)")
 
 
-def _order_cell(entry: dict[str, Any], orders: bool) -> list[str]:
+def _order_cell(entry: Entry, orders: bool) -> list[str]:
     """The order column of a run over several orders (1-based, as the legend lists them)."""
-    return [str(entry.get("order_index", 0) + 1)] if orders else []
+    return [str(entry.order_index + 1)] if orders else []
 
 
-def step_table(run: dict[str, Any], entry: dict[str, Any], direction: str,
+def step_table(run: Run, entry: Entry, direction: str,
                metric: str = "R@1", gallery: str = "per-dataset") -> Table:
-    names = order_of(run, entry)
+    names = run.order_of(entry)
     datasets = galleries.keys(names, gallery)
-    r = matrix(entry, datasets, direction, metric)
+    r = entry.matrix(datasets, direction, metric)
     full = len(r) == len(datasets) + 1
     rows = []
-    for row, values in zip(entry["rows"], r, strict=True):
-        label = "zero-shot" if row["step"] == 0 else f"after {row['step']}: {row['after']}"
-        seen = cl_metrics.average_after(r, row["step"]) if full else None
-        cis = [row["scores"][d][direction][metric].get("ci95")
-               if isinstance(row["scores"][d][direction][metric], dict) else None
+    for row, values in zip(entry.rows, r, strict=True):
+        label = "zero-shot" if row.step == 0 else f"after {row.step}: {row.after}"
+        seen = cl_metrics.average_after(r, row.step) if full else None
+        cis = [row.scores[d][direction][metric].get("ci95")
+               if isinstance(row.scores[d][direction][metric], dict) else None
                for d in datasets]
         rows.append([label, *(_ci(v, c) for v, c in zip(values, cis, strict=True)),
                      _pct(seen)])
     s = cl_metrics.summarize(r) if full else {}
     if s:
         rows.append(["forgetting", *map(_pct, s["forgetting"]), _pct(s["mean_forgetting"])])
-    status = "" if entry["status"] == FINISHED else f" — {entry['status'].upper()}"
-    which = f"seed {entry['seed']}" + (f", order {entry.get('order_index', 0) + 1}"
-                                       if several_orders(run) else "")
-    title = (_labelled(f"**{entry['method']}** ({which}), {direction} {metric} (%)",
+    status = "" if entry.finished else f" — {entry.status.value.upper()}"
+    which = f"seed {entry.seed}" + (f", order {entry.order_index + 1}"
+                                    if run.several_orders() else "")
+    title = (_labelled(f"**{entry.method}** ({which}), {direction} {metric} (%)",
                        run, gallery)
              + (f": final avg {_pct(s['final_average'])}, learning acc "
                 f"{_pct(s['learning_accuracy'])}, BWT {_pct(s['bwt'])}, FWT {_pct(s['fwt'])}"
@@ -398,15 +345,15 @@ def step_table(run: dict[str, Any], entry: dict[str, Any], direction: str,
     return Table(["row", *names, "avg seen / mean"], rows, title)
 
 
-def cost_table(run: dict[str, Any]) -> Table:
-    rows, orders = [], several_orders(run)
-    for e in run["runs"]:
-        c = e.get("cost", {})
-        rows.append([e["method"], str(e["seed"]), *_order_cell(e, orders),
+def cost_table(run: Run) -> Table:
+    rows, orders = [], run.several_orders()
+    for e in run.entries:
+        c = e.cost or {}
+        rows.append([e.method, str(e.seed), *_order_cell(e, orders),
                      f"{c.get('trainable_params', 0):,}",
                      f"{c.get('backbone_params', 0):,}", f"{c.get('train_seconds', 0):.1f}",
                      f"{c.get('eval_seconds', 0):.1f}", f"{c.get('peak_memory_mb', 0):.0f}",
-                     c.get("memory_kind", "—"), _stored(c), e["status"]])
+                     c.get("memory_kind", "—"), _stored(c), e.status.value])
     return Table(["method", "seed", *(["order"] if orders else []), "trainable params",
                   "backbone params", "train s",
                   "eval s", "peak MB", "memory", "stored data", "status"], rows, "Cost")
@@ -419,30 +366,38 @@ def _stored(cost: dict[str, Any]) -> str:
     return f"{cost['memory_clips']:,} clips, {cost['memory_mb']:.1f} MB"
 
 
-def sections(run: dict[str, Any], clips: Clips | None = None) -> list[str | Table]:
+def sections(run: Run, clips: Clips | None = None) -> list[str | Table]:
     """The report, in order: paragraphs and tables (every format renders the same)."""
-    stream = run["stream"]
+    stream = run.stream
     out: list[str | Table] = [
         f"tail-bench run: {stream['name']} ({' -> '.join(stream['datasets'])})",
-        f"Backbone `{setting(run, 'backbone')}`, preset `{setting(run, 'preset')}`, device "
-        f"`{setting(run, 'device')}`, precision `{setting(run, 'precision') or 'fp32'}`, "
-        f"scored on the `{setting(run, 'eval_split') or 'test'}` splits."]
+        f"Backbone `{run.setting('backbone')}`, preset `{run.setting('preset')}`, device "
+        f"`{run.setting('device')}`, precision `{run.setting('precision') or 'fp32'}`, "
+        f"scored on the `{run.setting('eval_split') or 'test'}` splits."]
     shown = galleries.shown(gallery_of(run))
-    if finished(run):
+    if run.finished():
         out += [legend(run), *(comparison_table(run, clips, g) for g in shown)]
         if len(shown) > 1:
             out.append(gallery_gap_table(run))
-    if unfinished(run):
+        lacking = [e for e in run.finished() if e.clips_file and clips is not None
+                   and _rows_of(clips, e) is None]
+        if lacking:
+            out.append("Without per-clip sums (their file is missing or damaged), so without "
+                       "the interval of a single run's mean and paired tests: "
+                       + ", ".join(f"{e.method} seed {e.seed} ({e.clips_file})"
+                                   for e in lacking)
+                       + "; `tail-bench run --resume` computes them again.")
+    if run.unfinished():
         out.append(status_table(run))
-    if run["runs"]:
+    if run.entries:
         out += [cost_table(run), "Per step. Each cell: value [95% interval, clip-level "
                                  "bootstrap]."]
-        out += [step_table(run, e, d, gallery=g) for e in run["runs"] if e["rows"]
+        out += [step_table(run, e, d, gallery=g) for e in run.entries if e.rows
                 for g in shown for d in DIRECTIONS]
     return out
 
 
-def render(run: dict[str, Any], clips: Clips | None = None, fmt: str = "md",
+def render(run: Run, clips: Clips | None = None, fmt: str = "md",
            parts: list[str | Table] | None = None) -> str:
     """The whole report as Markdown (`md`) or as LaTeX tables with booktabs (`latex`);
     `parts`: the run's `sections`, when already computed for another format."""
@@ -461,21 +416,21 @@ def render(run: dict[str, Any], clips: Clips | None = None, fmt: str = "md",
     return "\n\n".join(parts) + "\n"
 
 
-def scores_csv(run: dict[str, Any]) -> str:
+def scores_csv(run: Run) -> str:
     """Long format: one line per method, seed, step, data set, direction and metric (and
     the run's stream order, 1-based, last)."""
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["method", "seed", "status", "step", "after", "dataset", "direction", "metric",
                 "value", "ci95_low", "ci95_high", "order"])
-    for e in run["runs"]:
-        for row in e["rows"]:
-            for ds, dirs in row["scores"].items():
+    for e in run.entries:
+        for row in e.rows:
+            for ds, dirs in row.scores.items():
                 for d, metrics in dirs.items():
                     for m, v in metrics.items():
                         ci = v.get("ci95") if isinstance(v, dict) else None
                         lo, hi = ("", "") if ci is None else (f"{ci[0]:.6f}", f"{ci[1]:.6f}")
-                        w.writerow([e["method"], e["seed"], e["status"], row["step"],
-                                    row["after"] or "", ds, d, m, f"{value(v):.6f}", lo, hi,
-                                    e.get("order_index", 0) + 1])
+                        w.writerow([e.method, e.seed, e.status.value, row.step,
+                                    row.after or "", ds, d, m, f"{value(v):.6f}", lo, hi,
+                                    e.order_index + 1])
     return buf.getvalue()

@@ -18,7 +18,6 @@ layer) is refused before any work with one line naming the plugin and the assump
 
 from __future__ import annotations
 
-import ast
 import copy
 import importlib
 import inspect
@@ -29,6 +28,7 @@ import torch.nn.functional as F
 from avalanche.core import BasePlugin, SupervisedPlugin
 from torch import Tensor
 
+from tail_bench import options as grammar
 from tail_bench.errors import ConfigError
 from tail_bench.losses import info_nce, positive_pairs
 from tail_bench.models.dual import DualEncoder
@@ -94,6 +94,9 @@ PLUGIN_FIT: dict[str, tuple[str, str]] = {
                                            "the retrieval template"),
 }
 READS_FEATURES = ("LwFPlugin", "FeatureDistillationPlugin")  # need `model.features` kept
+# Plugins that solve a quadratic program with one named qpsolvers back end (GEM 0.6 calls
+# `solve_qp(..., solver="quadprog")`): without it they fail inside a step.
+NEEDS_SOLVER = {"GEMPlugin": "quadprog"}
 # Plugins that would run but do nothing on the CPU.
 CPU_ONLY_BROKEN = {"SynapticIntelligencePlugin": "keeps `param.detach().cpu()`, which on "
                                                  "the CPU is the weights themselves, so its "
@@ -126,6 +129,14 @@ def check_plugin(plugin: object, device: torch.device | str | None = None) -> No
             and cls.__name__ in CPU_ONLY_BROKEN:
         raise ConfigError(f"Avalanche plugin {shown} is refused on the CPU: "
                           f"{CPU_ONLY_BROKEN[cls.__name__]}")
+    solver = NEEDS_SOLVER.get(cls.__name__)
+    if solver is not None:
+        import qpsolvers
+
+        if solver not in qpsolvers.available_solvers:
+            raise ConfigError(f"Avalanche plugin {shown} needs the QP solver {solver} "
+                              f"(qpsolvers has {', '.join(qpsolvers.available_solvers) or 'none'}"
+                              f"); install it: pip install {solver}")
     if not inspect.isclass(plugin) and cls.__name__ == "FeatureDistillationPlugin" \
             and plugin.mode != "cosine":
         raise ConfigError(f"Avalanche plugin FeatureDistillationPlugin(mode={plugin.mode!r}):"
@@ -237,24 +248,9 @@ def bridge(plugins: list[Any] | tuple[Any, ...], device: torch.device | str | No
 
 def parse_plugin_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """`EWCPlugin(ewc_lambda=10)` or `my.module:MyPlugin(k=v)` -> (class path, options);
-    option values are Python literals (numbers, strings, True/False/None, lists)."""
-    text = spec.strip()
-    name, paren, rest = text.partition("(")
-    if paren and not rest.endswith(")"):
-        raise ConfigError(f"Avalanche plugin {spec!r}: expected NAME or NAME(key=value, ...)")
-    try:
-        call = ast.parse(f"f({rest[:-1]})" if paren else "f()", mode="eval").body
-        if call.args:
-            raise ValueError("positional arguments")
-        options = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
-        if None in options:
-            raise ValueError("**kwargs")
-    except (SyntaxError, ValueError) as err:
-        raise ConfigError(f"Avalanche plugin {spec!r}: options must be key=value with "
-                          f"Python literal values ({err})") from err
-    if not name.strip():
-        raise ConfigError(f"Avalanche plugin {spec!r}: expected a class name")
-    return name.strip(), options
+    option values say their type (tail_bench/options.py: true, false, none, numbers,
+    quoted strings, [lists])."""
+    return grammar.call(spec, where="Avalanche plugin")
 
 
 def load_plugin_class(name: str) -> type:
@@ -289,12 +285,6 @@ def make_plugin(spec: str, device: torch.device | str | None = None) -> BasePlug
 def split_method(method: str) -> tuple[str, list[str]]:
     """`finetune+EWCPlugin(ewc_lambda=10)+ReplayPlugin(mem_size=64)` -> ("finetune",
     [the two plugin specs]): one of our strategies plus Avalanche plugins, a row of its
-    own. A `+` inside parentheses belongs to an option value."""
-    parts, depth, start = [], 0, 0
-    for i, c in enumerate(method):
-        depth += (c == "(") - (c == ")")
-        if c == "+" and depth == 0:
-            parts.append(method[start:i].strip())
-            start = i + 1
-    parts.append(method[start:].strip())
-    return parts[0], parts[1:]
+    own. A `+` inside brackets or quotes belongs to an option value."""
+    first, *plugins = grammar.split(method, "+", where="method")
+    return first, plugins

@@ -9,10 +9,15 @@ The optimizer needs nothing (a fresh AdamW per step) and neither does the data-l
 generator: each step seeds its own from (seed, step). A step's folder is written under a
 temporary name and renamed when complete, and the previous step's folder is removed only
 after that, so a crash at any moment leaves one complete checkpoint.
+
+`state.json` holds the SHA-256 of both tensor files, and `save` returns the three files'
+checksums for run.json: `load` verifies them before it touches the model, so a deleted,
+truncated or altered checkpoint is named (`DamagedCheckpoint`) instead of half-loaded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -27,10 +32,22 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from tail_bench.storage import atomic_write_bytes, atomic_write_json, run_name
+from tail_bench.errors import TailBenchError
+from tail_bench.record import CHECKPOINTS_DIR, run_name
+from tail_bench.storage import atomic_write_bytes, atomic_write_text
 
 FORMAT = 1
 TENSOR = "__tensor__"
+FILES = ("model.safetensors", "state.safetensors", "state.json")
+
+
+class DamagedCheckpoint(TailBenchError):
+    """A checkpoint that is missing, or whose files differ from their checksums; the
+    message names the file. Its method starts again from step 0."""
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _host(t: torch.Tensor) -> torch.Tensor:
@@ -85,7 +102,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def folder(run_dir: Path, method: str, seed: int, order_index: int = 0) -> Path:
-    return Path(run_dir) / "checkpoints" / run_name(method, seed, order_index)
+    return Path(run_dir) / CHECKPOINTS_DIR / run_name(method, seed, order_index)
 
 
 def _split(tree: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
@@ -117,22 +134,26 @@ def latest(where: Path) -> Path | None:
 
 
 def save(where: Path, step: int, *, model: torch.nn.Module, strategy, template
-         ) -> tuple[float, int]:
-    """Write step `step`'s checkpoint, then drop older ones; (seconds, bytes) it took."""
+         ) -> dict[str, Any]:
+    """Write step `step`'s checkpoint, then drop older ones. Returns what run.json keeps
+    of it: step, seconds, bytes and each file's SHA-256."""
     start = time.perf_counter()
     where = Path(where)
     tmp, final = where / f".step-{step}.tmp", where / f"step-{step}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    weights = {k: _host(v) for k, v in model.state_dict().items()}
-    atomic_write_bytes(tmp / "model.safetensors", save_tensors(weights))
+    weights = save_tensors({k: _host(v) for k, v in model.state_dict().items()})
+    atomic_write_bytes(tmp / "model.safetensors", weights)
     tensors: dict[str, torch.Tensor] = {}
     tree = {"format": FORMAT, "step": step,
             "strategy": _split(strategy.state_dict(), tensors, "strategy"),
             "rng": _split(rng_state(), tensors, "rng"),
             "scaler": template.scaler.state_dict()}
-    atomic_write_bytes(tmp / "state.safetensors", save_tensors(tensors))
-    atomic_write_json(tmp / "state.json", tree)
+    state = save_tensors(tensors)
+    atomic_write_bytes(tmp / "state.safetensors", state)
+    tree["sha256"] = {"model.safetensors": sha256(weights), "state.safetensors": sha256(state)}
+    text = json.dumps(tree, indent=1) + "\n"
+    atomic_write_text(tmp / "state.json", text)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     fd = os.open(where, os.O_RDONLY)
@@ -144,22 +165,52 @@ def save(where: Path, step: int, *, model: torch.nn.Module, strategy, template
     for old in where.glob("step-*"):
         if old != final:
             shutil.rmtree(old, ignore_errors=True)
-    return time.perf_counter() - start, size
+    return {"step": step, "seconds": time.perf_counter() - start, "bytes": size,
+            "sha256": {**tree["sha256"], "state.json": sha256(text.encode())}}
 
 
-def load(where: Path, *, model: torch.nn.Module, strategy, template) -> int:
+def _verified(step_dir: Path, recorded: dict[str, Any] | None) -> dict[str, bytes]:
+    """Every file of a step folder, checked against the checksums in its state.json and,
+    when run.json recorded this step, against run.json's."""
+    files = {}
+    for name in FILES:
+        try:
+            files[name] = (step_dir / name).read_bytes()
+        except FileNotFoundError:
+            raise DamagedCheckpoint(f"{step_dir / name}: missing") from None
+    try:
+        inner = json.loads(files["state.json"])["sha256"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise DamagedCheckpoint(f"{step_dir / 'state.json'}: unreadable ({err})") from None
+    mine = recorded.get("sha256", {}) if recorded and recorded.get("step") == int(
+        step_dir.name.split("-")[1]) else {}
+    for name, data in files.items():
+        digest = sha256(data)
+        if any(name in source and source[name] != digest for source in (inner, mine)):
+            raise DamagedCheckpoint(f"{step_dir / name}: its checksum differs from the one "
+                                    "recorded when it was written")
+    return files
+
+
+def load(where: Path, *, model: torch.nn.Module, strategy, template,
+         recorded: dict[str, Any] | None = None) -> int:
     """Restore the newest checkpoint under `where` (model set up by the strategy first);
-    the step it was taken after, 0 when there is none."""
+    the step it was taken after, 0 when there is none and none was `recorded` (run.json's
+    record of the last one written). Every file is verified before anything is loaded."""
     step_dir = latest(where)
     if step_dir is None:
+        if recorded and recorded.get("step"):
+            step = recorded["step"]
+            raise DamagedCheckpoint(f"{Path(where) / f'step-{step}'}: missing")
         return 0
+    files = _verified(step_dir, recorded)
     device = next(model.parameters()).device
-    tensors = load_tensors((step_dir / "state.safetensors").read_bytes())
-    tree = json.loads((step_dir / "state.json").read_text(encoding="utf-8"))
+    tensors = load_tensors(files["state.safetensors"])
+    tree = json.loads(files["state.json"])
     # the strategy's state first: one that grows the model per step (CODA-Prompt) gives it
     # the checkpoint's shape, then the weights fill it
     strategy.load_state_dict(_join(tree["strategy"], tensors, device), model)
-    weights = load_tensors((step_dir / "model.safetensors").read_bytes())
+    weights = load_tensors(files["model.safetensors"])
     model.load_state_dict({k: v.to(device) for k, v in weights.items()})
     if tree["scaler"]:
         template.scaler.load_state_dict(tree["scaler"])

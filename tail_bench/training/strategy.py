@@ -18,6 +18,7 @@ from torch import nn
 
 from tail_bench.errors import ConfigError
 from tail_bench.models.dual import DualEncoder
+from tail_bench.options import typed
 
 
 @dataclasses.dataclass
@@ -79,27 +80,10 @@ class Strategy(SupervisedPlugin, supports_distributed=True):
         the checkpoint's shape; the global RNG states are restored after it."""
 
 
-TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-
-
-def _typed(value: Any, default: Any) -> Any:
-    """`value` (a string from the command line, or a value from a file) as the default's
-    type; ValueError when it is not one."""
-    kind = type(default)
-    if kind is bool:
-        text = str(value).lower()
-        if text not in TRUE + FALSE:
-            raise ValueError
-        return text in TRUE
-    if kind is int and (isinstance(value, bool) or float(value) != int(float(value))):
-        raise ValueError
-    return kind(value) if kind is not int else int(float(value))
-
-
 def parse_options(cls: type, raw: dict[str, Any], *, owner: str) -> Any:
-    """Build an options dataclass from strings or values; unknown keys and values of the
-    wrong type are an error naming the option."""
+    """Build an options dataclass from text or a file's values (tail_bench/options.py's
+    grammar, typed by each field's default); unknown keys and values of the wrong type
+    are an error naming the option."""
     if not dataclasses.is_dataclass(cls):
         raise ConfigError(f"strategy {owner!r}: its Options must be a dataclass, got {cls!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -109,12 +93,6 @@ def parse_options(cls: type, raw: dict[str, Any], *, owner: str) -> Any:
             raise ConfigError(f"--opt {owner}.{key}: unknown option; {owner} takes "
                               f"{sorted(fields) or 'no options'}")
         default = fields[key].default
-        if default is not None and not isinstance(default, str):
-            try:
-                value = _typed(value, default)
-            except (TypeError, ValueError) as err:
-                raise ConfigError(f"--opt {owner}.{key}={value}: expected "
-                                  f"{EXPECTED.get(type(default), type(default).__name__)}"
-                                  ) from err
-        values[key] = value
+        kind = str if default is None else type(default)
+        values[key] = typed(value, kind, where=f"--opt {owner}.{key}={value}")
     return cls(**values)
