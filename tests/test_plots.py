@@ -41,7 +41,7 @@ def made_up_run(methods: list[str], seeds: int = 3) -> Run:
                          "rows": rows,
                          "cost": {"trainable_params": PARAMS.get(m, FULL),
                                   "train_seconds": float(rng.uniform(30, 90))}})
-    return Run.from_json({"stream": {"datasets": DATASETS},
+    return Run.from_json({"schema": 2, "stream": {"datasets": DATASETS},
                           "config": {"strategy": methods[0]}, "runs": runs})
 
 
