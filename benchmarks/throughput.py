@@ -197,7 +197,7 @@ def measure(base: DualEncoder, method: str, precision: str, pairs: PairSet,
     template = RetrievalTemplate(model=model, strategy=strategy, lr=1e-4,
                                  train_mb_size=batch_size, train_epochs=1, device=device,
                                  precision=precision, num_workers=workers, plugins=[clock])
-    stream = Stream("bench", [pairs], [pairs], [pairs]).benchmark()
+    stream = Stream("bench", [pairs], [pairs], [pairs]).scenario()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     template.train(stream.train_stream[0])

@@ -75,14 +75,14 @@ def cmd_list(a: argparse.Namespace) -> None:
     from tail_bench.benchmarks import available_benchmarks
     from tail_bench.models.configs import BACKBONES
     from tail_bench.presets import PRESETS
-    from tail_bench.streams.registry import BENCHMARKS
+    from tail_bench.streams.registry import STREAMS
     from tail_bench.training.registry import available_strategies
 
     print("strategies:")
-    for name, cls in available_strategies(config.given(a).get("plugins", [])).items():
+    for name, cls in available_strategies(config.given(a).get("strategy_classes", [])).items():
         print(f"  {name:<10} {cls.description}")
-    print("streams (--benchmark):")
-    for name, text in BENCHMARKS.items():
+    print("streams (--stream):")
+    for name, text in STREAMS.items():
         print(f"  {name:<10} {text}")
     print("backbones (or a local checkpoint directory, or a WavCaps / LAION-CLAP .pt file "
           "with --text-model DIR):")
@@ -185,7 +185,7 @@ def parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
 
     ls = sub.add_parser("list", help="strategies, streams, backbones, presets, benchmarks")
-    config.add_arguments(ls, only=("plugins",))
+    config.add_arguments(ls, only=("strategy_classes",))
     ls.set_defaults(func=cmd_list)
 
     pt = sub.add_parser("pretrain", help="(re)build the embedded backbone's cached weights")

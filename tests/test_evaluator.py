@@ -16,7 +16,7 @@ def test_each_distinct_caption_is_embedded_once_and_batch_size_does_not_matter(
     model = copy.deepcopy(tiny_model)
     last = quick_stream.test[-1]  # give one test set repeated captions, as real sets have
     repeated = replace(last, captions=[last.captions[i - i % 3] for i in range(len(last.captions))])
-    test = replace(quick_stream, test=[*quick_stream.test[:-1], repeated]).benchmark().test_stream
+    test = replace(quick_stream, test=[*quick_stream.test[:-1], repeated]).scenario().test_stream
     seen: list[str] = []
     encode = model.encode_text
     model.encode_text = lambda texts: (seen.extend(texts), encode(texts))[1]

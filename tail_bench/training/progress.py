@@ -6,6 +6,7 @@ from __future__ import annotations
 from avalanche.core import SupervisedPlugin
 
 from tail_bench.progress import progress
+from tail_bench.training import READ_EVERY
 
 
 class ProgressBar(SupervisedPlugin, supports_distributed=True):
@@ -23,7 +24,7 @@ class ProgressBar(SupervisedPlugin, supports_distributed=True):
 
     def after_training_iteration(self, template, **kwargs) -> None:
         self.bar.update()
-        if self.enabled and self.bar.n % 25 == 1:  # reading the loss syncs the device
+        if self.enabled and self.bar.n % READ_EVERY == 1:  # reading the loss syncs the device
             self.bar.set_postfix(loss=f"{template.loss.item():.3f}")
 
     def after_training_epoch(self, template, **kwargs) -> None:

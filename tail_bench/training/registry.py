@@ -1,5 +1,5 @@
 """Find strategies: modules in `strategies/` (the package `tail_bench.strategies`), the
-`tail_bench.strategies` entry-point group, and `--plugin module:Class`. Adding a strategy
+`tail_bench.strategies` entry-point group, and `--strategy-class module:Class`. Adding a strategy
 never edits the suite."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import sys
 from importlib.metadata import entry_points
 
 from tail_bench.errors import ConfigError
+from tail_bench.options import import_object
 from tail_bench.training.strategy import Strategy
 
 
@@ -28,18 +29,16 @@ def _add(found: dict[str, type[Strategy]], cls: object, origin: str) -> None:
     found[cls.name] = cls
 
 
-def load_plugin(spec: str) -> type[Strategy]:
-    module, sep, attr = spec.partition(":")
-    if not sep or not module or not attr:
-        raise ConfigError(f"--plugin {spec!r}: expected module:Class, e.g. "
-                          "my_pkg.mine:MyStrategy")
-    try:
-        obj = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as err:
-        raise ConfigError(f"--plugin {spec!r}: cannot import ({err})") from err
+def load_strategy_class(spec: str) -> type[Strategy]:
+    obj = import_object(spec, where="--strategy-class")
     found: dict[str, type[Strategy]] = {}
-    _add(found, obj, f"--plugin {spec}")
+    _add(found, obj, f"--strategy-class {spec}")
     return obj
+
+
+def _skipped(what: str, err: Exception) -> None:
+    print(f"tail-bench: warning: {what} cannot be loaded ({type(err).__name__}: {err}); "
+          "skipped", file=sys.stderr)
 
 
 def available_strategies(plugins: tuple[str, ...] | list[str] = ()) -> dict[str, type[Strategy]]:
@@ -47,7 +46,11 @@ def available_strategies(plugins: tuple[str, ...] | list[str] = ()) -> dict[str,
 
     found: dict[str, type[Strategy]] = {}
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        try:
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+        except Exception as err:  # one broken file must not break every command
+            _skipped(f"strategy file {info.name}.py", err)
+            continue
         for _, cls in inspect.getmembers(module, inspect.isclass):
             if issubclass(cls, Strategy) and cls.name and cls.__module__ == module.__name__:
                 _add(found, cls, f"{module.__name__}.{cls.__qualname__}")
@@ -55,12 +58,11 @@ def available_strategies(plugins: tuple[str, ...] | list[str] = ()) -> dict[str,
         try:
             cls = ep.load()
         except Exception as err:  # a broken installed package must not break every command
-            print(f"tail-bench: warning: entry point {ep.name} ({ep.value}) cannot be loaded "
-                  f"({type(err).__name__}: {err}); skipped", file=sys.stderr)
+            _skipped(f"entry point {ep.name} ({ep.value})", err)
             continue
         _add(found, cls, f"entry point {ep.name} ({ep.value})")
     for spec in plugins:
-        _add(found, load_plugin(spec), f"--plugin {spec}")
+        _add(found, load_strategy_class(spec), f"--strategy-class {spec}")
     return found
 
 
