@@ -275,7 +275,7 @@ def report_worker(factor: float, out: str, seeds: int, queue) -> None:
     sizes = _test_sizes(factor)
     datasets = list(sizes)
     rng = np.random.default_rng(0)
-    cfg = RunConfig(strategy="ptat", baselines=list(METHODS[1:]), benchmark="tail",
+    cfg = RunConfig(strategy="ptat", baselines=list(METHODS[1:]), stream="tail",
                     data_root=Path("/data/tail"), gallery="both", seeds=list(range(seeds)))
     header = {"suite": "tail-bench scale", "created": "synthetic", "command": ["scale"],
               "config": cfg.as_dict(),

@@ -26,6 +26,7 @@ import numpy as np
 
 from tail_bench.evaluation import cl_metrics
 from tail_bench.record import load_run
+from tail_bench.reporting.tables import Table
 from tail_bench.runner import RunConfig, run
 from tail_bench.storage import atomic_write_json, atomic_write_text
 
@@ -107,16 +108,14 @@ def markdown(record: dict) -> str:
     s = record["grid"]["select"]
     lines = [f"Selection: {s['summary']} of {s['direction']} {s['metric']} on the val splits "
              f"(sees: {s.get('sees', 'all')}), preset {record['grid']['preset']}, seeds "
-             f"{record['grid']['seeds']}.", "",
-             "| method | configuration | score | final avg | learning acc | forgetting | chosen |",
-             "|---|---|---|---|---|---|---|"]
-    for method, rows in record["results"].items():
-        for r in rows:
-            f = r["mean_forgetting"]
-            lines.append(f"| {method} | `{json.dumps(r['config'])}` | {100 * r['score']:.1f} | "
-                         f"{100 * r['final_average']:.1f} | {100 * r['learning_accuracy']:.1f} | "
-                         f"{'—' if f is None else f'{100 * f:.1f}'} | "
-                         f"{'✓' if record['chosen'].get(method) == r['config'] else ''} |")
+             f"{record['grid']['seeds']}.", ""]
+    rows = [[method, f"`{json.dumps(r['config'])}`", f"{100 * r['score']:.1f}",
+             f"{100 * r['final_average']:.1f}", f"{100 * r['learning_accuracy']:.1f}",
+             "—" if r["mean_forgetting"] is None else f"{100 * r['mean_forgetting']:.1f}",
+             "✓" if record["chosen"].get(method) == r["config"] else ""]
+            for method, results in record["results"].items() for r in results]
+    lines.append(Table(["method", "configuration", "score", "final avg", "learning acc",
+                        "forgetting", "chosen"], rows).markdown())
     return "\n".join(lines) + "\n"
 
 

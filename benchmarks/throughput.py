@@ -245,7 +245,7 @@ def count_flops(base: DualEncoder, method: str, pairs: PairSet, batch_size: int)
     (the count does not depend on the precision): the model's FLOPs, whatever the path."""
     model, template = prepare(base, method, attention="eager", precision="fp32",
                               batch_size=batch_size, workers=0)
-    stream = Stream("flops", [subset(pairs, batch_size)], [pairs], [pairs]).benchmark()
+    stream = Stream("flops", [subset(pairs, batch_size)], [pairs], [pairs]).scenario()
     with FlopCounterMode(display=False) as train:
         template.train(stream.train_stream[0])
     evaluator = RetrievalEvaluator(batch_size=2 * batch_size, progress=False)
@@ -291,9 +291,9 @@ def phase_shares(base: DualEncoder, method: str, pairs: PairSet, *, attention: s
                        ("backward", "backward"), ("optimizer", "optimizer_step")):
         setattr(template, attr, ranged(name, getattr(template, attr)))
     cuda = base.device.type == "cuda"
-    warm = Stream("warm", [subset(pairs, batch_size)], [pairs], [pairs]).benchmark()
+    warm = Stream("warm", [subset(pairs, batch_size)], [pairs], [pairs]).scenario()
     template.train(warm.train_stream[0])  # compiles, allocates
-    stream = Stream("prof", [subset(pairs, batch_size * steps)], [pairs], [pairs]).benchmark()
+    stream = Stream("prof", [subset(pairs, batch_size * steps)], [pairs], [pairs]).scenario()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities) as prof:
         template.train(stream.train_stream[0])
@@ -339,9 +339,9 @@ def measure(base: DualEncoder, method: str, precision: str, pairs: PairSet,
                               batch_size=batch_size, workers=workers, compile=a.compile,
                               plugins=[clock])
     features.wrap(model)
-    if (teacher := getattr(template.method, "teacher", None)) is not None:
+    if (teacher := getattr(template.strategy, "teacher", None)) is not None:
         features.wrap(teacher)
-    stream = Stream("bench", [pairs], [pairs], [pairs]).benchmark()
+    stream = Stream("bench", [pairs], [pairs], [pairs]).scenario()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     with warnings.catch_warnings(record=True) as syncs:

@@ -69,7 +69,7 @@ def train(base: DualEncoder, name: str, stream: Stream, preset: Preset, device: 
     strategy = cls()
     model = copy.deepcopy(base).to(device)
     strategy.setup(model)
-    bench = stream.benchmark(joint=cls.joint)
+    bench = stream.scenario(joint=cls.joint)
     template = RetrievalTemplate(model=model, strategy=strategy, lr=preset.lr,
                                  train_mb_size=preset.batch_size, train_epochs=preset.epochs,
                                  device=device, seed=seed)
@@ -180,7 +180,7 @@ def measure(seed: int, preset: Preset, base: DualEncoder, device: torch.device) 
     step_text = [c for part in (stream.train, stream.val, stream.test) for p in part
                  for c in p.captions]
     evaluator = RetrievalEvaluator(batch_size=max(preset.batch_size, 64), progress=False)
-    zero = evaluator.evaluate(base, stream.benchmark().test_stream)
+    zero = evaluator.evaluate(base, stream.scenario().test_stream)
     finetune = train(base, "finetune", stream, preset, device, seed)
     joint = train(base, "joint", stream, preset, device, seed)[0]
     m = {"oov": len(synth.unseen_tokens(step_text, known)),

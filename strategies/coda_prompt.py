@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from tail_bench.errors import ConfigError
 from tail_bench.models.dual import DualEncoder
-from tail_bench.training.strategy import Strategy
+from tail_bench.training.strategy import Strategy, train_heads
 
 
 @dataclass
@@ -125,16 +125,11 @@ class CODAPrompt(Strategy):
                                      length=self.options.prompt_length)
         model.prompter = self.prompter
         self._grow(model)
-        for module in (model.audio_head, model.text_head):
-            module.requires_grad_(True)
-        model.logit_scale.requires_grad_(True)
+        train_heads(model)
 
     def _grow(self, model: DualEncoder) -> None:
         for pool in (self.prompter.audio_pool, self.prompter.text_pool):
             pool.grow(self.options.components, model.device)
-
-    def learning_rate(self, run_lr: float) -> float:
-        return self.options.lr or run_lr
 
     def before_training_exp(self, template, **kwargs) -> None:
         """From step 2: new components, earlier ones frozen, and an optimizer that has them."""

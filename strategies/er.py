@@ -30,7 +30,7 @@ from tail_bench.training.strategy import Strategy
 
 @dataclass
 class EROptions:
-    size: int = 200  # pairs kept (CHOICE, as the out-of-suite plugin of issue 12)
+    size: int = 200  # pairs kept (CHOICE)
     batch: int = 8  # buffer pairs appended to each batch (0: as many as the batch holds);
     # picked on tail-synth's val splits over {8, 16, 32, 0} (docs/strategies.md)
 

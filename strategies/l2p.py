@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from tail_bench import distributed
 from tail_bench.models.dual import DualEncoder
-from tail_bench.training.strategy import Strategy
+from tail_bench.training.strategy import Strategy, train_heads
 
 
 @dataclass
@@ -95,12 +95,7 @@ class L2P(Strategy):
         for pool in (self.prompter.audio_pool, self.prompter.text_pool):
             pool.diversity = self.options.diversity
         model.prompter = self.prompter.to(model.device)
-        for module in (model.prompter, model.audio_head, model.text_head):
-            module.requires_grad_(True)
-        model.logit_scale.requires_grad_(True)
-
-    def learning_rate(self, run_lr: float) -> float:
-        return self.options.lr or run_lr
+        train_heads(model, model.prompter)
 
     def before_backward(self, template, **kwargs) -> None:
         sims = [p.key_similarity for p in (self.prompter.audio_pool, self.prompter.text_pool)]

@@ -37,7 +37,7 @@ from torch import nn
 from tail_bench.errors import ConfigError
 from tail_bench.models.configs import BACKBONES
 from tail_bench.models.dual import DualEncoder
-from tail_bench.training.strategy import Strategy
+from tail_bench.training.strategy import Strategy, train_heads
 
 PROJECTIONS = ("query", "key", "value", "q_proj", "k_proj", "v_proj", "out_proj", "o_proj")
 
@@ -140,9 +140,4 @@ class LoRA(Strategy):
         for name, p in model.named_parameters():
             p.requires_grad_(is_lora(name))
         if o.train_heads:
-            for module in (model.audio_head, model.text_head):
-                module.requires_grad_(True)
-            model.logit_scale.requires_grad_(True)
-
-    def learning_rate(self, run_lr: float) -> float:
-        return self.options.lr or run_lr
+            train_heads(model)

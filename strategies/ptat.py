@@ -20,6 +20,7 @@ from tail_bench.losses import feature_distillation, similarity_distillation
 from tail_bench.models.configs import BACKBONES
 from tail_bench.models.dual import DualEncoder
 from tail_bench.training.distill import DistillationStrategy
+from tail_bench.training.strategy import train_heads
 
 
 @dataclass
@@ -85,12 +86,7 @@ class PTAT(DistillationStrategy):
             p.requires_grad_(False)
         model.prompter = PTATPrompter(audio_width=model.audio.width, text_width=model.text.width,
                                       length=o.prompt_length, layers=layers).to(model.device)
-        for module in (model.prompter, model.audio_head, model.text_head):
-            module.requires_grad_(True)
-        model.logit_scale.requires_grad_(True)
-
-    def learning_rate(self, run_lr: float) -> float:
-        return self.options.lr or run_lr
+        train_heads(model, model.prompter)
 
     def distillation_loss(self, audio: Tensor, text: Tensor, t_audio: Tensor, t_text: Tensor,
                           positives: Tensor | None = None) -> dict[str, Tensor]:

@@ -74,7 +74,9 @@ class ZSCL(Strategy):
         super().__init__(**kwargs)
         self.gen = torch.Generator().manual_seed(torch.initial_seed())
         self.ref: tuple[Tensor, list[str], Tensor] | None = None  # waves, captions, clip of
-        self.teacher: tuple[Tensor, Tensor] | None = None  # initial audio, text embeddings
+        # the initial model's audio and text embeddings of the reference set (its
+        # distillation targets: embeddings, not a teacher model as in distill.py)
+        self.reference_embeddings: tuple[Tensor, Tensor] | None = None
         self.average: list[Tensor] = []
         self.snapshots = self.batches = 0
 
@@ -130,7 +132,7 @@ class ZSCL(Strategy):
         text = torch.cat([model.encode_text(captions[i:i + 64])
                           for i in range(0, len(captions), 64)])
         model.train(was)
-        self.teacher = (audio, text)
+        self.reference_embeddings = (audio, text)
 
     def reference_loss(self, model: DualEncoder) -> Tensor:
         """KL of the current model's in-batch similarities on a reference batch to the
@@ -140,7 +142,8 @@ class ZSCL(Strategy):
         clips = owner[rows]
         texts = [captions[i] for i in rows.tolist()]
         audio, text = model(waves[clips].to(model.device), texts)
-        t_audio, t_text = self.teacher[0][clips], self.teacher[1][rows]
+        t_audio, t_text = (self.reference_embeddings[0][clips],
+                           self.reference_embeddings[1][rows])
         keys = torch.stack([clips, torch.tensor([caption_key(t) for t in texts])], 1)
         return similarity_distillation(audio, text, t_audio, t_text, self.options.tau,
                                        positive_pairs(keys.to(model.device)))

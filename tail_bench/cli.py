@@ -67,14 +67,14 @@ def cmd_list(a: argparse.Namespace) -> None:
     from tail_bench.benchmarks import available_benchmarks
     from tail_bench.models.configs import BACKBONES
     from tail_bench.presets import PRESETS
-    from tail_bench.streams.registry import BENCHMARKS
+    from tail_bench.streams.registry import STREAMS
     from tail_bench.training.registry import descriptions
 
     print("strategies:")
-    for name, text in sorted(descriptions(config.given(a).get("plugins", [])).items()):
+    for name, text in sorted(descriptions(config.given(a).get("strategy_classes", [])).items()):
         print(f"  {name:<10} {text}")
-    print("streams (--benchmark):")
-    for name, text in BENCHMARKS.items():
+    print("streams (--stream):")
+    for name, text in STREAMS.items():
         print(f"  {name:<10} {text}")
     print("backbones (or a local checkpoint directory, or a WavCaps / LAION-CLAP .pt file "
           "with --text-model DIR):")
@@ -196,7 +196,7 @@ def parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
 
     ls = sub.add_parser("list", help="strategies, streams, backbones, presets, benchmarks")
-    config.add_arguments(ls, only=("plugins",))
+    config.add_arguments(ls, only=("strategy_classes",))
     ls.set_defaults(func=cmd_list)
 
     pt = sub.add_parser("pretrain", help="(re)build the embedded backbone's cached weights")

@@ -25,6 +25,7 @@ from tail_bench.reporting import REPORT_EVERY
 
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 COMPILE_CHOICES = ("auto", "on", "off")
+RENAMED = {"benchmark": "stream", "plugins": "strategy_classes"}  # files of older versions
 SEED_MAX = 2**32 - 1  # NumPy's seeds are 32-bit
 WORKERS_MAX = 256  # CHOICE: far above any machine's useful data-loading processes
 LENGTH_MAX = 1000  # CHOICE: tail-synth steps; far above the stream-length study's
@@ -33,13 +34,16 @@ LENGTH_MAX = 1000  # CHOICE: tail-synth steps; far above the stream-length study
 def option(default: Any = dataclasses.MISSING, *, help: str, kind: str = "value",
            type: type | None = str, choices: tuple[str, ...] | None = None,
            flag: str | None = None, aliases: tuple[str, ...] = (), metavar: str | None = None,
-           factory: Any = None, low: int | None = None, high: int | None = None) -> Any:
+           factory: Any = None, low: int | None = None, high: int | None = None,
+           hidden: tuple[str, ...] = ()) -> Any:
     """A RunConfig field with its CLI spelling. kind: value (`--x V`), csv (`--x a,b`),
     many (`--x a b`), append (repeatable `--x V`), opt (repeatable `--opt S.K=V` into a
     dict), switch (a bool that `--no-x` turns off). low, high: an integer option's bounds
-    (each item's, for a list), checked by `RunConfig.check`."""
+    (each item's, for a list), checked by `RunConfig.check`. hidden: former flags, still
+    accepted, left out of --help."""
     meta = {"help": help, "kind": kind, "type": type, "choices": choices, "flag": flag,
-            "aliases": aliases, "metavar": metavar, "low": low, "high": high}
+            "aliases": aliases, "metavar": metavar, "low": low, "high": high,
+            "hidden": hidden}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -53,7 +57,8 @@ class RunConfig:
                                        "STRATEGY+PLUGIN(key=value,...) adds Avalanche "
                                        "plugins to a strategy, a row of its own (see "
                                        "docs/avalanche.md)")
-    benchmark: str = option("tail-synth", help="tail-synth (default) or tail")
+    stream: str = option("tail-synth", hidden=("--benchmark",),
+                         help="the stream: tail-synth (default) or tail")
     preset: str = option("default", help="quick | default (sizes, epochs)")
     epochs: int | None = option(None, type=int, low=1,
                                 help="epochs per step (default: the preset's)")
@@ -106,9 +111,10 @@ class RunConfig:
     options: dict[str, dict[str, Any]] = option(
         kind="opt", factory=dict, flag="--opt", metavar="STRATEGY.KEY=VALUE",
         help="strategy option, repeatable (see docs/strategies.md)")
-    plugins: list[str] = option(kind="append", factory=list, flag="--plugin",
-                                metavar="MODULE:CLASS",
-                                help="load a strategy class from an importable module")
+    strategy_classes: list[str] = option(kind="append", factory=list, hidden=("--plugin",),
+                                         flag="--strategy-class", metavar="MODULE:CLASS",
+                                         help="load a strategy class from an importable "
+                                              "module, repeatable")
     data_root: Path | None = option(None, type=Path,
                                     help="tail: folder holding the four data sets")
     on_error: str = option("fail", choices=("fail", "skip"),
@@ -200,17 +206,26 @@ def add_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] = ()) -
     for f in dataclasses.fields(RunConfig):
         if only and f.name not in only:
             continue
-        m, flags = f.metadata, [_flag(f), *f.metadata["aliases"]]
-        common = {"dest": f.name, "help": m["help"], "default": argparse.SUPPRESS}
-        if m["kind"] == "switch":
-            parser.add_argument("--no-" + f.name.replace("_", "-"), action="store_false",
-                                **common)
-        elif m["kind"] in ("append", "opt"):
-            parser.add_argument(*flags, action="append", metavar=m["metavar"], **common)
-        elif m["kind"] == "many":
-            parser.add_argument(*flags, nargs="+", **common)
-        else:  # typed by _coerce: one grammar for flags and files
-            parser.add_argument(*flags, choices=m["choices"], metavar=m["metavar"], **common)
+        for flags, shown in (([_flag(f), *f.metadata["aliases"]], True),
+                             (list(f.metadata["hidden"]), False)):
+            if flags:
+                _add_flag(parser, f, flags, shown)
+
+
+def _add_flag(parser: argparse.ArgumentParser, f: dataclasses.Field, flags: list[str],
+              shown: bool) -> None:
+    m = f.metadata
+    common = {"dest": f.name, "help": m["help"] if shown else argparse.SUPPRESS,
+              "default": argparse.SUPPRESS}
+    if m["kind"] == "switch":
+        parser.add_argument("--no-" + f.name.replace("_", "-"), action="store_false",
+                            **common)
+    elif m["kind"] in ("append", "opt"):
+        parser.add_argument(*flags, action="append", metavar=m["metavar"], **common)
+    elif m["kind"] == "many":
+        parser.add_argument(*flags, nargs="+", **common)
+    else:  # typed by _coerce: one grammar for flags and files
+        parser.add_argument(*flags, choices=m["choices"], metavar=m["metavar"], **common)
 
 
 def _coerce(f: dataclasses.Field, value: Any, where: str) -> Any:
@@ -287,6 +302,7 @@ def load_file(path: Path) -> dict[str, Any]:
         data = {k: v for k, v in data["config"].items() if k != "out"}
     if not isinstance(data, dict):
         raise ConfigError(f"--config {file}: expected a mapping of option names to values")
+    data = {RENAMED.get(k, k): v for k, v in data.items()}
     known = {f.name: f for f in dataclasses.fields(RunConfig)}
     unknown = sorted(set(data) - set(known))
     if unknown:

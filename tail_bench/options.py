@@ -19,6 +19,7 @@ booleans only (`yes`/`on` stay strings), so a file accepts what the command line
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
 from pathlib import Path
@@ -138,6 +139,19 @@ def call(spec: str, *, where: str) -> tuple[str, dict[str, Any]]:
             raise ConfigError(f"{where} {spec!r}: {key} given twice")
         out[key] = literal(value, where=f"{where} {spec!r}: {key}")
     return name, out
+
+
+def import_object(spec: str, *, where: str, default_module: str | None = None) -> Any:
+    """`module:Name` or `module.Name` imported (a bare `Name` from `default_module`)."""
+    module, sep, attr = spec.partition(":") if ":" in spec else spec.rpartition(".")
+    module = module if sep else default_module
+    if not module or not attr:
+        raise ConfigError(f"{where} {spec!r}: expected module:Class, e.g. my_pkg.mine:Mine")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise ConfigError(f"{where} {spec!r}: cannot import {attr} from {module} ({err})"
+                          ) from err
 
 
 def assignment(text: str, *, where: str) -> tuple[str, str, str]:

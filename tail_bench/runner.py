@@ -149,7 +149,7 @@ class Method:
     name: str  # the row's name: the strategy's, then `+Plugin(...)` per plugin
     cls: type
     options: dict[str, Any]
-    plugins: tuple[str, ...] = ()
+    avalanche_plugins: tuple[str, ...] = ()  # specs, e.g. EWCPlugin(ewc_lambda=10)
 
     @property
     def role(self) -> Role:
@@ -178,7 +178,7 @@ class Plan:
 def plan_methods(cfg: RunConfig, backbone: str, device: torch.device) -> list[Method]:
     """The run's rows, every strategy option and Avalanche plugin checked (a strategy's
     `check` included: an option that cannot work with `backbone` stops the run here)."""
-    known = available_strategies(cfg.plugins)
+    known = available_strategies(cfg.strategy_classes)
     names = method_list(cfg.strategy, cfg.baselines, known)
     for owner in cfg.options:
         if owner not in known:
@@ -207,9 +207,9 @@ def plan(cfg: RunConfig, *, resume: bool = False) -> Plan:
     preset = get_preset(cfg.preset)
     backbone = cfg.backbone or preset.backbone
     methods = plan_methods(cfg, backbone, device)
-    check_stream_args(cfg.benchmark, data_root=cfg.data_root, length=cfg.length,
+    check_stream_args(cfg.stream, data_root=cfg.data_root, length=cfg.length,
                       order=cfg.order, audio=audio_settings(backbone))
-    orders = orders_of(cfg.benchmark, order=cfg.order, length=cfg.length, orders=cfg.orders)
+    orders = orders_of(cfg.stream, order=cfg.order, length=cfg.length, orders=cfg.orders)
     settings = resolve(cfg, preset, device)
     world = distributed.launched()
     if cfg.nproc not in (1, world):
@@ -350,7 +350,7 @@ class Session:
             return
         cfg, self.data_seed = self.cfg, data_seed
         self.stream = None  # free the previous data first
-        self.stream = build_stream(cfg.benchmark, preset=self.plan.preset, seed=data_seed,
+        self.stream = build_stream(cfg.stream, preset=self.plan.preset, seed=data_seed,
                                    order=cfg.order, length=cfg.length,
                                    data_root=cfg.data_root,
                                    clip_seconds=self.base.meta["clip_seconds"],
@@ -358,7 +358,7 @@ class Session:
                                    on_error=cfg.on_error,
                                    audiocaps_patterns=cfg.audiocaps_patterns)
         with CostMeter(self.settings.device) as ev:
-            self.zero_shot = self.evaluator.evaluate(self.base, self.stream.benchmark(
+            self.zero_shot = self.evaluator.evaluate(self.base, self.stream.scenario(
                 eval_split=cfg.eval_split).test_stream)
         self.zero_seconds = ev.seconds
 
@@ -408,13 +408,14 @@ class MethodRun:
         self.stream = reorder(session.stream, session.plan.orders[order_index])
         seed_everything(seed)
         self.strategy = method.cls(options=method.options)
-        self.plugins = [make_plugin(spec, self.device) for spec in method.plugins]
+        self.avalanche_plugins = [make_plugin(spec, self.device)
+                                  for spec in method.avalanche_plugins]
         self.where = checkpoint.folder(self.store.out, method.name, seed, order_index)
         self.tag = f"{method.name}/seed{seed}" + (f"/order{order_index + 1}"
                                                   if order_index else "")
         # Avalanche plugins keep state (a replay buffer, EWC's importances) that no
         # contract saves: a row with plugins writes no checkpoint and starts over
-        self.keeps = method.cls.trains and not method.plugins
+        self.keeps = method.cls.trains and not method.avalanche_plugins
         self.model: torch.nn.Module | None = None
 
     def run(self) -> Entry:
@@ -482,7 +483,7 @@ class MethodRun:
         m = self.method
         plugins = [{"spec": spec, "class": f"{type(p).__module__}.{type(p).__qualname__}",
                     "options": parse_plugin_spec(spec)[1]}
-                   for spec, p in zip(m.plugins, self.plugins, strict=True)]
+                   for spec, p in zip(m.avalanche_plugins, self.avalanche_plugins, strict=True)]
         entry = self.store.start(Entry(
             method=m.name, seed=self.seed, status=Status.RUNNING, role=m.role,
             description=m.cls.description, options=asdict(self.strategy.options),
@@ -506,7 +507,7 @@ class MethodRun:
             return 0
         self.model = copy.deepcopy(self.session.base).to(self.device)
         self.strategy.setup(self.model)
-        scenario = self.stream.benchmark(joint=self.method.cls.joint,
+        scenario = self.stream.scenario(joint=self.method.cls.joint,
                                         eval_split=self.session.settings.eval_split)
         template = self.template()
         done = 0
@@ -539,7 +540,7 @@ class MethodRun:
             num_workers=s.workers, precision=s.precision, compile=s.compile,
             plugins=[ProgressBar(label=name, enabled=s.progress),
                      LossLogger(lambda t, v, b: loggers.scalar(f"{self.tag}/{t}", v, b)),
-                     *self.plugins])
+                     *self.avalanche_plugins])
 
     def step(self, entry: Entry, template: RetrievalTemplate, i: int, exp, test_stream) -> None:
         with CostMeter(self.device) as tr:

@@ -27,3 +27,18 @@ def quick_stream():
     from tail_bench.streams.registry import build_stream
 
     return build_stream("tail-synth", preset=get_preset("quick"), seed=0)
+
+
+@pytest.fixture
+def train():
+    """`train(model, strategy, exp, ...)`: one step of the shared training loop on the CPU;
+    returns the template."""
+    from tail_bench.training.template import RetrievalTemplate
+
+    def step(model, strategy, exp, *, epochs=1, lr=1e-3, batch=32, plugins=()):
+        t = RetrievalTemplate(model=model, strategy=strategy, lr=lr, train_mb_size=batch,
+                              train_epochs=epochs, device="cpu", plugins=list(plugins))
+        t.train(exp)
+        return t
+
+    return step

@@ -1,4 +1,4 @@
-"""Third-party strategies as a user would write them, loaded with --plugin in tests."""
+"""Third-party strategies as a user would write them, loaded with --strategy-class in tests."""
 
 from tail_bench.training.strategy import Strategy
 

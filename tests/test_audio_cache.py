@@ -167,7 +167,7 @@ def test_a_run_with_a_cache_for_other_settings_stops_before_any_work(root, tmp_p
     prepare(root, sample_rate=RATE, clip_seconds=SECONDS, cache=True, workers=1,
             policy="skip", out=tmp_path / "p", progress=False)
     with pytest.raises(SystemExit) as err:  # synth-tiny reads 16 kHz, 2 s clips
-        main(["run", "--benchmark", "tail", "--data-root", str(root), "--strategy",
+        main(["run", "--stream", "tail", "--data-root", str(root), "--strategy",
               "finetune", "--preset", "quick", "--out", str(tmp_path / "run")])
     assert "but the backbone reads 16000 Hz, 2 s clips" in str(err.value)
     assert not (tmp_path / "run").exists()

@@ -46,7 +46,7 @@ def _train(model, stream, plugins) -> torch.nn.Module:
     strategy.setup(model)
     template = RetrievalTemplate(model=model, strategy=strategy, lr=5e-4, train_mb_size=32,
                                  train_epochs=1, plugins=plugins)
-    for exp in list(stream.benchmark().train_stream)[:2]:
+    for exp in list(stream.scenario().train_stream)[:2]:
         template.train(exp)
     return model
 

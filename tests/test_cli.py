@@ -42,7 +42,7 @@ def test_list_names_every_strategy(capsys):
     (["run", "--strategy", "finetune", "--preset", "huge"], "--preset huge: unknown preset"),
     (["run", "--strategy", "finetune", "--preset", "quick", "--order", "clotho,nope"],
      "--order clotho,nope"),
-    (["run", "--strategy", "finetune", "--benchmark", "tail"], "needs --data-root"),
+    (["run", "--strategy", "finetune", "--stream", "tail"], "needs --data-root"),
     (["report", "/nonexistent/run"], "/nonexistent/run: no such file or directory"),
     (["run", "--strategy", "finetune", "--preset", "quick", "--length", "1", "--orders", "2"],
      "a stream of 1 data set (audiocaps; --order and --length choose them) has only 1 order"),

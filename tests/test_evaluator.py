@@ -17,7 +17,7 @@ def test_each_distinct_caption_is_embedded_once_and_batch_size_does_not_matter(
     model = copy.deepcopy(tiny_model)
     last = quick_stream.test[-1]  # give one test set repeated captions, as real sets have
     repeated = replace(last, captions=[last.captions[i - i % 3] for i in range(len(last.captions))])
-    test = replace(quick_stream, test=[*quick_stream.test[:-1], repeated]).benchmark().test_stream
+    test = replace(quick_stream, test=[*quick_stream.test[:-1], repeated]).scenario().test_stream
     seen: list[str] = []
     encode = model.encode_text
     model.encode_text = lambda texts: (seen.extend(texts), encode(texts))[1]
@@ -33,7 +33,7 @@ def test_every_test_set_is_embedded_in_full_batches_equal_to_set_by_set(tiny_mod
     """One pass over every set's clips: every audio batch but the last is full; captions
     go in batches ordered by length; the embeddings are those of embedding set by set."""
     model = copy.deepcopy(tiny_model)
-    datasets = [exp.dataset for exp in quick_stream.benchmark().test_stream]
+    datasets = [exp.dataset for exp in quick_stream.scenario().test_stream]
     evaluator = RetrievalEvaluator(batch_size=16, progress=False)
     one_by_one = [evaluator.embed(model, d) for d in datasets]
     sizes, texts = [], []

@@ -186,7 +186,7 @@ def test_bf16_on_the_cpu_stays_close_to_fp32_and_losses_stay_fp32(tiny_model, qu
     monkeypatch.setattr(evaluator, "score_set", lambda audio, text, *a, **k: (
         seen["scored"].update({audio.dtype, text.dtype}), score_set(audio, text, *a, **k))[1])
     preset = get_preset("quick")
-    bench = quick_stream.benchmark()
+    bench = quick_stream.scenario()
     scores = {}
     for precision in ("fp32", "bf16"):
         torch.manual_seed(0)
@@ -223,7 +223,7 @@ def test_data_parallel_trains_through_ddp_like_one_process(tiny_model, quick_str
     from tail_bench.training.registry import get_strategy
     from tail_bench.training.template import RetrievalTemplate
 
-    steps = list(quick_stream.benchmark().train_stream)[:2]
+    steps = list(quick_stream.scenario().train_stream)[:2]
     weights = []
     for parallel in (False, True):
         if parallel:
@@ -267,6 +267,6 @@ def test_data_parallel_refuses_trainable_parameters_outside_the_model(tiny_model
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     try:
         with pytest.raises(ValueError, match="'outside' trains parameters outside the model"):
-            template.train(next(iter(quick_stream.benchmark().train_stream)))
+            template.train(next(iter(quick_stream.scenario().train_stream)))
     finally:
         dist.destroy_process_group()

@@ -466,7 +466,7 @@ def test_a_second_ctrl_c_while_the_tables_are_written_is_a_message(tmp_path, mon
     monkeypatch.setattr(results, "write_derived", second_ctrl_c)
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as err:
-        main(["run", *RUN, "--strategy", "interrupt-at-3", "--plugin",
+        main(["run", *RUN, "--strategy", "interrupt-at-3", "--strategy-class",
               "plugin_strategy:InterruptAtStep3", "--report-every", "method", "--out",
               str(out)])
     assert err.value.code == 130

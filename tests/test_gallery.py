@@ -90,3 +90,4 @@ def test_tables_show_the_galleries_run_labelled(gallery, titles):
     assert all(t in text for t in titles)
     assert text.count("## Comparison") == len([t for t in titles if "Comparison" in t])
     assert ("Gallery gap" in text) == (gallery == "both")
+    assert "2.42%" not in text  # PTAT's share from the paper: only in runs with PTAT

@@ -100,7 +100,15 @@ def test_a_killed_run_resumes_to_the_same_scores(uninterrupted, tmp_path):
     assert not (out / "checkpoints").exists()  # finished methods keep none
 
 
-def test_every_strategy_resumes_from_a_checkpoint_exactly(tiny_model, quick_stream, tmp_path):
+def _training_strategies() -> list[str]:
+    from tail_bench.training.registry import available_strategies
+
+    return [name for name, cls in available_strategies().items() if cls.trains]
+
+
+@pytest.mark.parametrize("name", _training_strategies())
+def test_every_strategy_resumes_from_a_checkpoint_exactly(name, tiny_model, quick_stream,
+                                                          tmp_path):
     """Each registered strategy trained two steps straight, and trained one step,
     checkpointed, rebuilt from the checkpoint (a fresh instance, other RNG states) and
     trained the second: the same weights, trainable set and state, bit for bit (L2P's
@@ -115,9 +123,10 @@ def test_every_strategy_resumes_from_a_checkpoint_exactly(tiny_model, quick_stre
     from tail_bench.training.registry import available_strategies
     from tail_bench.training.template import RetrievalTemplate
 
-    exp = quick_stream.benchmark().train_stream[1]  # the smallest step, as both steps
+    cls = available_strategies()[name]
+    exp = quick_stream.scenario().train_stream[1]  # the smallest step, as both steps
 
-    def build(cls):
+    def build():
         model, strategy = copy.deepcopy(tiny_model), cls()
         strategy.setup(model)
         return model, strategy, RetrievalTemplate(model=model, strategy=strategy, lr=1e-3,
@@ -130,27 +139,24 @@ def test_every_strategy_resumes_from_a_checkpoint_exactly(tiny_model, quick_stre
                 [n for n, p in model.named_parameters() if p.requires_grad])
 
     with torch.random.fork_rng():
-        for name, cls in available_strategies().items():
-            if not cls.trains:
-                continue
-            torch.manual_seed(0)
-            model, strategy, t = build(cls)
-            t.train(exp)
-            checkpoint.save(tmp_path / name, 1, model=model, strategy=strategy, template=t)
-            t.train(exp)
-            straight = state(model, strategy)
-            torch.manual_seed(1)  # what the checkpoint restores must not come from here
-            model, strategy, t = build(cls)
-            assert checkpoint.load(tmp_path / name, model=model, strategy=strategy,
-                                   template=t) == 1
-            t.train(exp)
-            (tree, tensors, weights, trains), (tree2, tensors2, weights2, trains2) = (
-                straight, state(model, strategy))
-            assert tree == tree2 and tensors.keys() == tensors2.keys(), name
-            assert all(torch.equal(tensors[k], tensors2[k]) for k in tensors), name
-            assert weights.keys() == weights2.keys() and trains == trains2, name
-            assert all(torch.equal(weights[k], weights2[k]) for k in weights), (name, [
-                k for k in weights if not torch.equal(weights[k], weights2[k])])
+        torch.manual_seed(0)
+        model, strategy, t = build()
+        t.train(exp)
+        checkpoint.save(tmp_path / name, 1, model=model, strategy=strategy, template=t)
+        t.train(exp)
+        straight = state(model, strategy)
+        torch.manual_seed(1)  # what the checkpoint restores must not come from here
+        model, strategy, t = build()
+        assert checkpoint.load(tmp_path / name, model=model, strategy=strategy,
+                               template=t) == 1
+        t.train(exp)
+        (tree, tensors, weights, trains), (tree2, tensors2, weights2, trains2) = (
+            straight, state(model, strategy))
+    assert tree == tree2 and tensors.keys() == tensors2.keys()
+    assert all(torch.equal(tensors[k], tensors2[k]) for k in tensors)
+    assert weights.keys() == weights2.keys() and trains == trains2
+    assert all(torch.equal(weights[k], weights2[k]) for k in weights), [
+        k for k in weights if not torch.equal(weights[k], weights2[k])]
 
 
 def test_resume_skips_a_finished_run(uninterrupted, tmp_path, monkeypatch, capsys):

@@ -38,8 +38,23 @@ def test_the_plan_resolves_what_resume_compares(tmp_path, no_work):
     plan = runner.plan(cfg)
     assert [m.name for m in plan.methods] == ["finetune", "zeroshot", "finetune+LwFPlugin()"]
     assert [m.role.value for m in plan.methods] == ["continual", "zero-shot", "continual"]
-    assert plan.methods[2].plugins == ("LwFPlugin()",)
+    assert plan.methods[2].avalanche_plugins == ("LwFPlugin()",)
     assert plan.resolved["methods"] == [m.name for m in plan.methods]
     assert plan.resolved["device"] == "cpu" and plan.resolved["precision"] == "fp32"
     assert plan.resolved["data_seeds"] == {3: 3} and plan.resolved["batch_size"] == 32
     assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_a_broken_strategy_file_is_skipped_with_a_warning(tmp_path, monkeypatch, capsys):
+    """The folder scan, like entry points: one file that fails to import is named and
+    skipped; every other strategy (and `list`) still works."""
+    import tail_bench.strategies as package
+
+    from tail_bench.training.registry import available_strategies
+
+    (tmp_path / "zz_broken.py").write_text("raise RuntimeError('half-written')\n")
+    monkeypatch.setattr(package, "__path__", [*package.__path__, str(tmp_path)])
+    found = available_strategies()
+    assert {"finetune", "ptat"} <= set(found)
+    assert ("warning: strategy file zz_broken.py cannot be loaded (RuntimeError: "
+            "half-written); skipped") in capsys.readouterr().err

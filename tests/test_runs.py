@@ -24,7 +24,7 @@ def _run(tmp_path, name, *argv):
 @pytest.fixture(scope="module")
 def prompted(tmp_path_factory, _cache):
     return _run(tmp_path_factory.mktemp("runs"), "prompted", "--strategy", "ptat",
-                "--baselines", "l2p,zeroshot,prompts-at-setup", "--plugin",
+                "--baselines", "l2p,zeroshot,prompts-at-setup", "--strategy-class",
                 "plugin_strategy:PromptsAtSetup")
 
 
@@ -79,7 +79,7 @@ def test_a_diverging_method_is_marked_and_never_scored(tmp_path, _cache):
 def test_an_interrupted_method_is_unfinished_and_ctrl_c_is_one_line(tmp_path, _cache, capsys):
     out = tmp_path / "ctrl-c"
     with pytest.raises(SystemExit) as err:
-        main(["run", "--strategy", "finetune", "--baselines", "interrupt-at-3", "--plugin",
+        main(["run", "--strategy", "finetune", "--baselines", "interrupt-at-3", "--strategy-class",
               "plugin_strategy:InterruptAtStep3", *QUICK, "--out", str(out)])
     assert err.value.code == 130
     message = capsys.readouterr().err.strip().splitlines()[-1]
@@ -96,7 +96,7 @@ def test_an_interrupted_method_is_unfinished_and_ctrl_c_is_one_line(tmp_path, _c
 def test_a_crash_marks_the_method_failed(tmp_path, _cache):
     out = tmp_path / "crash"
     with pytest.raises(RuntimeError, match="simulated crash"):
-        main(["run", "--strategy", "crash-at-3", "--plugin", "plugin_strategy:CrashAtStep3",
+        main(["run", "--strategy", "crash-at-3", "--strategy-class", "plugin_strategy:CrashAtStep3",
               *QUICK, "--out", str(out)])
     entry = load_run(out).entries[0]
     assert entry.status == "failed" and "simulated crash" in entry.failure["message"]
@@ -118,7 +118,7 @@ def test_a_crash_marks_the_method_failed(tmp_path, _cache):
     (["--seeds", "0", "0"], "--seeds 0 0: expected distinct seeds"),
     (["--seed", "-1"], "--seeds -1: expected integers between 0 and 4294967295"),
     (["--workers", "-1"], "--workers -1: expected an integer between 0 and 256"),
-    (["--data-root", "/nonexistent", "--benchmark", "tail"], "--data-root /nonexistent: not"),
+    (["--data-root", "/nonexistent", "--stream", "tail"], "--data-root /nonexistent: not"),
     (["--device", "tpu"], "--device tpu: expected auto, cpu, cuda or cuda:N"),
     (["--baselines", "ptat", "--opt", "ptat.prompt_length=x"],
          "--opt ptat.prompt_length=x: expected an integer"),

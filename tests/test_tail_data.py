@@ -119,7 +119,7 @@ def test_load_clip_mixes_down_resamples_and_pads(tmp_path):
 
 def test_run_on_the_real_formats(clean_root, tmp_path, _cache):
     out = tmp_path / "run"
-    main(["run", "--benchmark", "tail", "--data-root", str(clean_root), "--strategy", "ptat",
+    main(["run", "--stream", "tail", "--data-root", str(clean_root), "--strategy", "ptat",
           "--preset", "quick", "--epochs", "1", "--workers", "1", "--out", str(out),
           "--no-progress"])
     run = json.loads((out / "run.json").read_text())

@@ -20,7 +20,7 @@ def test_one_step_trains_and_lowers_the_loss(tiny_model, quick_stream):
     model = copy.deepcopy(tiny_model)
     strategy = Finetune()
     strategy.setup(model)
-    exp = quick_stream.benchmark().train_stream[0]
+    exp = quick_stream.scenario().train_stream[0]
     template = RetrievalTemplate(model=model, strategy=strategy, lr=1e-3, train_mb_size=32,
                                  train_epochs=1, device="cpu")
 

@@ -75,7 +75,7 @@ def test_the_shipped_configs_are_valid():
         values = load_file(f)
         assert values["strategy"]
     paper = load_file(root / "configs" / "tail-paper.yaml")
-    assert paper["benchmark"] == "tail" and paper["order"] == [
+    assert paper["stream"] == "tail" and paper["order"] == [
         "audiocaps", "clotho", "bbc", "audioset"]
     text = (root / "configs" / "tail-paper.yaml").read_text()
     assert text.count("CHOICE") >= 5
@@ -217,13 +217,13 @@ def test_a_broken_entry_point_warns_and_the_rest_works(monkeypatch, capsys):
 
 
 def test_a_plugin_whose_options_are_not_a_dataclass_is_refused():
-    msg = _error(["list", "--plugin", "plugin_strategy:BadOptions"])
+    msg = _error(["list", "--strategy-class", "plugin_strategy:BadOptions"])
     assert "BadOptions.Options must be a dataclass" in msg
 
 
 def test_a_bug_in_a_plugin_keeps_its_traceback(tmp_path, _cache):
     with pytest.raises(RuntimeError, match="simulated crash"):
-        main(["run", "--strategy", "crash-at-3", "--plugin", "plugin_strategy:CrashAtStep3",
+        main(["run", "--strategy", "crash-at-3", "--strategy-class", "plugin_strategy:CrashAtStep3",
               *QUICK, "--out", str(tmp_path / "c")])
 
 
@@ -251,3 +251,22 @@ def test_benchmark_scripts_are_a_registry(capsys):
     main(["bench"])
     assert "throughput" in capsys.readouterr().out
     assert "unknown benchmark script" in _error(["bench", "nope"])
+
+
+def test_former_names_still_read(tmp_path, capsys):
+    """Config and run files of older versions (`benchmark`, `plugins`) and the former flags
+    (--benchmark, --plugin) still work; --help shows only the current names."""
+    from tail_bench.cli import parser
+    from tail_bench.config import given, load_file
+
+    old = tmp_path / "old.yaml"
+    old.write_text("strategy: zeroshot\nbenchmark: tail-synth\nplugins: [a.b:C]\n")
+    assert load_file(old) == {"strategy": "zeroshot", "stream": "tail-synth",
+                              "strategy_classes": ["a.b:C"]}
+    args = parser().parse_args(["run", "--benchmark", "tail", "--plugin", "a.b:C"])
+    assert given(args) == {"stream": "tail", "strategy_classes": ["a.b:C"]}
+    with pytest.raises(SystemExit):
+        parser().parse_args(["run", "--help"])
+    shown = capsys.readouterr().out
+    assert "--stream" in shown and "--strategy-class" in shown
+    assert "--benchmark" not in shown and "--plugin " not in shown

@@ -169,7 +169,7 @@ def test_ptat_and_finetune_run_on_the_tail_fixture(dirs, tmp_path, _cache):
               "--workers", "1", "--out", str(tmp_path / "prepared"), "--no-progress"])
     assert prepared.value.code == 0
     out = tmp_path / "run"
-    main(["run", "--benchmark", "tail", "--data-root", str(root), "--backbone", str(path),
+    main(["run", "--stream", "tail", "--data-root", str(root), "--backbone", str(path),
           "--text-model", str(dirs["bert"]), "--strategy", "ptat", "--baselines", "finetune",
           "--order", "audiocaps,clotho", "--preset", "quick", "--epochs", "1", "--out",
           str(out), "--no-progress", "--no-tensorboard"])
@@ -186,7 +186,7 @@ def test_ptat_and_finetune_run_on_the_tail_fixture(dirs, tmp_path, _cache):
     other = wavcaps_file(tmp_path / "32k.pt", sr=32000, with_config=False)
     with pytest.raises(SystemExit, match="built for 16000 Hz, 1 s clips, but the backbone "
                                          "reads 32000 Hz, 10 s clips"):
-        main(["run", "--benchmark", "tail", "--data-root", str(root), "--backbone",
+        main(["run", "--stream", "tail", "--data-root", str(root), "--backbone",
               str(other), "--text-model", str(dirs["bert"]), "--strategy", "ptat",
               "--preset", "quick", "--out", str(tmp_path / "no"), "--no-progress"])
     assert not (tmp_path / "no").exists()

@@ -5,12 +5,13 @@ rebuilt by its owner) instead of crashing or loading silently."""
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
+
+from tail_bench.storage import atomic_write_bytes
 
 CHECKSUM = "sha256_of_tensors"
 
@@ -30,13 +31,11 @@ def checksum(tensors: dict[str, torch.Tensor]) -> str:
 
 def save_checked(tensors: dict[str, torch.Tensor], path: Path,
                  metadata: dict[str, str] | None = None) -> None:
-    """Atomic save with the tensors' checksum in the file's metadata."""
+    """Atomic save (storage.atomic_write_bytes) with the tensors' checksum in the file's
+    metadata."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata={**(metadata or {}), CHECKSUM: checksum(tensors)})
-    os.replace(tmp, path)
+    atomic_write_bytes(Path(path), save(tensors, metadata={**(metadata or {}),
+                                                          CHECKSUM: checksum(tensors)}))
 
 
 def load_checked(path: Path) -> dict[str, torch.Tensor]:

@@ -147,43 +147,42 @@ def _pm(s: dict[str, float], scale: float = 100.0, digits: int = 1) -> str:
 
 
 def markdown(summary: dict[str, Any]) -> str:
+    from tail_bench.reporting.tables import Table
+
     lengths = summary["lengths"]
     lines = [f"# Stream length: tail-synth, preset `{summary['preset']}`", "",
              "Every cell: mean ± std over seeds (sample std). R@1 is text-to-audio, per data "
              "set's own gallery; forgetting is the mean over the first L−1 data sets of "
              "(best earlier R@1 − final R@1). Peak memory: the method's peak above the "
              "process's memory when it started (CPU: resident memory). Stored state: the "
-             "strategy's state_dict plus the model's weights after the last step.", "",
-             "| method | steps | seeds | final avg R@1 | learning acc R@1 | forgetting R@1 | "
-             "train s | train s / step | peak MB | stored MB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for method, m in summary["methods"].items():
-        for length in lengths:
-            c = m["by_length"].get(str(length))
-            if c is None:
-                continue
-            lines.append(f"| {method} | {length} | {len(c['seeds'])} | "
-                         f"{_pm(c['final_average'])} | {_pm(c['learning_accuracy'])} | "
-                         f"{_pm(c['forgetting'])} | {_pm(c['train_seconds'], 1, 1)} | "
-                         f"{_pm(c['train_seconds_per_step'], 1, 2)} | "
-                         f"{_pm(c['peak_memory_mb'], 1, 0)} | {_pm(c['stored_mb'], 1, 3)} |")
+             "strategy's state_dict plus the model's weights after the last step.", ""]
+    rows = [[method, str(length), str(len(c["seeds"])), _pm(c["final_average"]),
+             _pm(c["learning_accuracy"]), _pm(c["forgetting"]), _pm(c["train_seconds"], 1, 1),
+             _pm(c["train_seconds_per_step"], 1, 2), _pm(c["peak_memory_mb"], 1, 0),
+             _pm(c["stored_mb"], 1, 3)]
+            for method, m in summary["methods"].items() for length in lengths
+            if (c := m["by_length"].get(str(length))) is not None]
+    lines.append(Table(["method", "steps", "seeds", "final avg R@1", "learning acc R@1",
+                        "forgetting R@1", "train s", "train s / step", "peak MB",
+                        "stored MB"], rows).markdown())
     lines += ["", f"## Stored state over the longest stream ({max(lengths)} steps)", "",
               "Growth: `constant` (no change after step 1), `without bound` (larger after "
               "every step of the second half, every seed, and per step at least half as "
               "fast as over the first half), `bounded` (grew, then levelled off), "
               f"`{TOO_SHORT}` (it changed, over fewer than 4 steps). KB per "
               "step: (after step L − after step L/2) / (L − L/2), and likewise over the "
-              "first half.", "",
-              "| method | state_dict MB | model MB | stored MB after step L/2 | after step L | "
-              "KB per step (first half) | KB per step (second half) | growth |",
-              "|---|---|---|---|---|---|---|---|"]
+              "first half.", ""]
+    rows = []
     for method, m in summary["methods"].items():
         g = m["growth"]
         first = g["kb_per_step_first_half"]
-        lines.append(f"| {method} | {g['state_mb_last']:.3f} | {g['model_mb_last']:.3f} | "
-                     f"{g['mb_after_half']:.3f} | {g['mb_after_last']:.3f} | "
-                     f"{'—' if first is None else f'{first:.2f}'} | "
-                     f"{g['kb_per_step']:.2f} | {g['kind']} |")
+        rows.append([method, f"{g['state_mb_last']:.3f}", f"{g['model_mb_last']:.3f}",
+                     f"{g['mb_after_half']:.3f}", f"{g['mb_after_last']:.3f}",
+                     "—" if first is None else f"{first:.2f}", f"{g['kb_per_step']:.2f}",
+                     g["kind"]])
+    lines.append(Table(["method", "state_dict MB", "model MB", "stored MB after step L/2",
+                        "after step L", "KB per step (first half)",
+                        "KB per step (second half)", "growth"], rows).markdown())
     elapsed = summary.get("elapsed_seconds") or {}
     if elapsed:
         total = sum(elapsed.values())

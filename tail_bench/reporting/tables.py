@@ -55,6 +55,7 @@ class Table:
     header: list[str]
     rows: list[list[str]]
     title: str = ""
+    section: bool = True  # Markdown: a `## title` section; False: the title as a line
 
     def markdown(self) -> str:
         lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
@@ -276,14 +277,15 @@ def gallery_gap_table(run: Run) -> Table:
 
 def legend(run: Run) -> str:
     first = run.reference
+    ptat = any(e.method.split("+")[0] == "ptat" for e in run.entries)
     return (orders_legend(run) + f"One seed: value [95% interval, clip-level bootstrap]; "
             f"several seeds: mean±std "
             f"over seeds (ddof=1). ↑/↓: significantly higher/lower than `{first}` (paired "
             "bootstrap over clips and seeds, 95%); no arrow: not significantly different. "
             "Learning acc = mean of R[j][j] (plasticity); forgetting = mean over j < T of "
             "max_l R[l][j] − R[T][j]. The last column leaves out the projection heads and the "
-            "logit scale (for PTAT: the prompts and their generator alone; the paper's PTAT "
-            "share is 2.42%).")
+            "logit scale" + (" (for PTAT: the prompts and their generator alone; the paper's "
+                             "PTAT share is 2.42%)" if ptat else "") + ".")
 
 
 def orders_legend(run: Run) -> str:
@@ -342,7 +344,7 @@ def step_table(run: Run, entry: Entry, direction: str,
              + (f": final avg {_pct(s['final_average'])}, learning acc "
                 f"{_pct(s['learning_accuracy'])}, BWT {_pct(s['bwt'])}, FWT {_pct(s['fwt'])}"
                 if s else "") + status)
-    return Table(["row", *names, "avg seen / mean"], rows, title)
+    return Table(["row", *names, "avg seen / mean"], rows, title, section=False)
 
 
 def cost_table(run: Run) -> Table:
@@ -409,7 +411,7 @@ def render(run: Run, clips: Clips | None = None, fmt: str = "md",
     for p in body:
         if isinstance(p, str):
             parts.append(p)
-        elif p.title.startswith("**"):  # a per-step table: its title is a bold line
+        elif not p.section:
             parts.append(p.markdown())
         else:
             parts.append(f"## {p.title}\n\n" + Table(p.header, p.rows).markdown())

@@ -1,5 +1,5 @@
-"""Named benchmarks: one builder per name. The stream module (torch, Avalanche) is
-imported by the functions that need it, so listing the names costs nothing."""
+"""Named streams (`--stream`): one builder per name. The stream module (torch, Avalanche)
+is imported by the functions that need it, so listing the names costs nothing."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tail_bench.presets import Preset
 if TYPE_CHECKING:
     from tail_bench.streams.stream import Stream
 
-BENCHMARKS = {
+STREAMS = {
     "tail-synth": "generated 4-domain stand-in for TAIL (no files needed; --length extends it)",
     "tail": "the real TAIL stream: AudioCaps -> Clotho -> BBC Sound Effects -> AudioSet "
             "(needs --data-root)",
@@ -25,11 +25,11 @@ def check_stream_args(name: str, *, data_root: Path | None, length: int | None,
     """Fail on bad stream options before any data is generated or any model pretrained.
     `audio`: the backbone's (sample rate, clip seconds); a tail data root whose decoded
     audio was cached for other settings is refused."""
-    if name not in BENCHMARKS:
-        raise ConfigError(f"--benchmark {name}: unknown benchmark; expected one of "
-                          f"{sorted(BENCHMARKS)}")
+    if name not in STREAMS:
+        raise ConfigError(f"--stream {name}: unknown stream; expected one of "
+                          f"{sorted(STREAMS)}")
     if name == "tail" and data_root is None:
-        raise ConfigError("--benchmark tail needs --data-root DIR (see docs/datasets.md)")
+        raise ConfigError("--stream tail needs --data-root DIR (see docs/datasets.md)")
     if name == "tail" and length is not None:
         raise ConfigError("--length applies to tail-synth; use --order to shorten tail")
     if order:

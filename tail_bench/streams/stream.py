@@ -1,4 +1,4 @@
-"""A stream of text-audio data sets, and its Avalanche benchmarks."""
+"""A stream of text-audio data sets, and its Avalanche scenario."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class Stream:
     def datasets(self) -> list[str]:
         return [p.dataset for p in self.train]
 
-    def benchmark(self, *, joint: bool = False, eval_split: str = "test"):
+    def scenario(self, *, joint: bool = False, eval_split: str = "test"):
         """One experience per data set in stream order (Avalanche CLScenario); with `joint`,
         a single experience holding every step's training data (the Joint reference).
         `eval_split="val"` scores the validation splits: for tuning, never for reporting."""

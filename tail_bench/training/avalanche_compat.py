@@ -19,7 +19,6 @@ layer) is refused before any work with one line naming the plugin and the assump
 from __future__ import annotations
 
 import copy
-import importlib
 import inspect
 from typing import Any
 
@@ -255,13 +254,7 @@ def parse_plugin_spec(spec: str) -> tuple[str, dict[str, Any]]:
 
 def load_plugin_class(name: str) -> type:
     """`EWCPlugin` (from avalanche.training.plugins), `module:Class` or `module.Class`."""
-    module, sep, attr = name.partition(":") if ":" in name else name.rpartition(".")
-    module = module if sep else PLUGINS_MODULE
-    try:
-        cls = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as err:
-        raise ConfigError(f"Avalanche plugin {name!r}: cannot import {attr} from {module} "
-                          f"({err})") from err
+    cls = grammar.import_object(name, where="Avalanche plugin", default_module=PLUGINS_MODULE)
     if not (inspect.isclass(cls) and issubclass(cls, BasePlugin)):
         raise ConfigError(f"Avalanche plugin {name!r}: expected an Avalanche plugin class, "
                           f"got {cls!r}")

@@ -9,11 +9,13 @@ from collections.abc import Callable
 from avalanche.core import SupervisedPlugin
 from torch import Tensor
 
+from tail_bench.training import READ_EVERY
+
 Log = Callable[[str, float, int], None]  # (tag, value, global batch)
 
 
 class LossLogger(SupervisedPlugin, supports_distributed=True):
-    def __init__(self, log: Log, *, every: int = 25) -> None:
+    def __init__(self, log: Log, *, every: int = READ_EVERY) -> None:
         super().__init__()
         self.log, self.every = log, every
         self.batch = 0

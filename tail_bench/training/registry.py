@@ -1,7 +1,8 @@
 """Find strategies: modules in `strategies/` (the package `tail_bench.strategies`), the
-`tail_bench.strategies` entry-point group, and `--plugin module:Class`. Adding a strategy
-never edits the suite. Strategies import torch and Avalanche (seconds), so this module
-imports them only when a strategy class is asked for; `descriptions` lists them without."""
+`tail_bench.strategies` entry-point group, and `--strategy-class module:Class`. Adding a
+strategy never edits the suite. Strategies import torch and Avalanche (seconds), so this
+module imports them only when a strategy class is asked for; `descriptions` lists them
+without."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tail_bench.errors import ConfigError
+from tail_bench.options import import_object
 
 if TYPE_CHECKING:
     from tail_bench.training.strategy import Strategy
@@ -36,18 +38,16 @@ def _add(found: dict[str, type[Strategy]], cls: object, origin: str) -> None:
     found[cls.name] = cls
 
 
-def load_plugin(spec: str) -> type[Strategy]:
-    module, sep, attr = spec.partition(":")
-    if not sep or not module or not attr:
-        raise ConfigError(f"--plugin {spec!r}: expected module:Class, e.g. "
-                          "my_pkg.mine:MyStrategy")
-    try:
-        obj = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as err:
-        raise ConfigError(f"--plugin {spec!r}: cannot import ({err})") from err
+def load_strategy_class(spec: str) -> type[Strategy]:
+    obj = import_object(spec, where="--strategy-class")
     found: dict[str, type[Strategy]] = {}
-    _add(found, obj, f"--plugin {spec}")
+    _add(found, obj, f"--strategy-class {spec}")
     return obj
+
+
+def _skipped(what: str, err: Exception) -> None:
+    print(f"tail-bench: warning: {what} cannot be loaded ({type(err).__name__}: {err}); "
+          "skipped", file=sys.stderr)
 
 
 def _built_in() -> list[pkgutil.ModuleInfo]:
@@ -61,7 +61,11 @@ def available_strategies(plugins: tuple[str, ...] | list[str] = ()) -> dict[str,
 
     found: dict[str, type[Strategy]] = {}
     for info in _built_in():
-        module = importlib.import_module(f"tail_bench.strategies.{info.name}")
+        try:
+            module = importlib.import_module(f"tail_bench.strategies.{info.name}")
+        except Exception as err:  # one broken file must not break every command
+            _skipped(f"strategy file {info.name}.py", err)
+            continue
         for _, cls in inspect.getmembers(module, inspect.isclass):
             if issubclass(cls, Strategy) and cls.name and cls.__module__ == module.__name__:
                 _add(found, cls, f"{module.__name__}.{cls.__qualname__}")
@@ -70,18 +74,17 @@ def available_strategies(plugins: tuple[str, ...] | list[str] = ()) -> dict[str,
 
 def _installed(found: dict[str, type[Strategy]], plugins: tuple[str, ...] | list[str]
                ) -> dict[str, type[Strategy]]:
-    """`found` and the strategies of entry points and --plugin (loaded: their classes are
-    all there is to read)."""
+    """`found` and the strategies of entry points and --strategy-class (loaded: their
+    classes are all there is to read)."""
     for ep in entry_points(group="tail_bench.strategies"):
         try:
             cls = ep.load()
         except Exception as err:  # a broken installed package must not break every command
-            print(f"tail-bench: warning: entry point {ep.name} ({ep.value}) cannot be loaded "
-                  f"({type(err).__name__}: {err}); skipped", file=sys.stderr)
+            _skipped(f"entry point {ep.name} ({ep.value})", err)
             continue
         _add(found, cls, f"entry point {ep.name} ({ep.value})")
     for spec in plugins:
-        _add(found, load_plugin(spec), f"--plugin {spec}")
+        _add(found, load_strategy_class(spec), f"--strategy-class {spec}")
     return found
 
 
@@ -91,7 +94,11 @@ def descriptions(plugins: tuple[str, ...] | list[str] = ()) -> dict[str, str]:
     source, not imported (test_cli checks this gives what importing gives)."""
     found = {}
     for info in _built_in():
-        tree = ast.parse(Path(info.module_finder.path, f"{info.name}.py").read_text())
+        try:
+            tree = ast.parse(Path(info.module_finder.path, f"{info.name}.py").read_text())
+        except SyntaxError as err:  # as available_strategies: one broken file is skipped
+            _skipped(f"strategy file {info.name}.py", err)
+            continue
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef):
                 attrs = {t.id: a.value for a in node.body if isinstance(a, ast.Assign)

@@ -51,8 +51,9 @@ class Strategy(SupervisedPlugin, supports_distributed=True):
         return [p for p in model.parameters() if p.requires_grad]
 
     def learning_rate(self, run_lr: float) -> float:
-        """The step size for this method; prompt methods usually want a larger one."""
-        return run_lr
+        """The step size for this method: its `lr` option when it has one other than 0
+        (prompt and adapter methods take a larger step), else the run's."""
+        return getattr(self.options, "lr", 0) or run_lr
 
     def check(self, backbone: str) -> None:
         """Raise ConfigError for options that cannot work with `backbone` (a name or a
@@ -78,6 +79,14 @@ class Strategy(SupervisedPlugin, supports_distributed=True):
         lists). Called after `setup` and before the checkpoint's weights are loaded into
         `model`: a strategy that adds modules per step adds them here, so the model has
         the checkpoint's shape; the global RNG states are restored after it."""
+
+
+def train_heads(model: DualEncoder, *modules: nn.Module) -> None:
+    """`modules`, both projection heads and the logit scale train (what prompt and adapter
+    methods train beside their own parameters); nothing else changes."""
+    for module in (*modules, model.audio_head, model.text_head):
+        module.requires_grad_(True)
+    model.logit_scale.requires_grad_(True)
 
 
 def parse_options(cls: type, raw: dict[str, Any], *, owner: str) -> Any:

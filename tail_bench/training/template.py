@@ -43,6 +43,7 @@ from tail_bench.losses import info_nce, positive_pairs
 from tail_bench.models.dual import DualEncoder
 from tail_bench.runtime import autocast
 from tail_bench.streams.pairs import decode_targets
+from tail_bench.training import READ_EVERY
 from tail_bench.training.avalanche_compat import RetrievalCriterion, bridge
 from tail_bench.training.strategy import Strategy
 
@@ -89,10 +90,10 @@ class RetrievalTemplate(SupervisedTemplate):
     def __init__(self, *, model: DualEncoder, strategy: Strategy, lr: float,
                  weight_decay: float = 0.01, train_mb_size: int = 64, train_epochs: int = 1,
                  device: torch.device | str = "cpu", seed: int = 0, num_workers: int = 0,
-                 plugins: Sequence[SupervisedPlugin] = (), check_every: int = 25,
+                 plugins: Sequence[SupervisedPlugin] = (), check_every: int = READ_EVERY,
                  precision: str = "fp32", compile: bool = False,
                  evaluator: EvaluationPlugin | None = None) -> None:
-        self.method, self.num_workers, self.precision = strategy, num_workers, precision
+        self.strategy, self.num_workers, self.precision = strategy, num_workers, precision
         device = torch.device(device)
         if device.type == "cpu":
             # Distillation softmaxes at low temperature leave subnormal floats in the
@@ -118,10 +119,10 @@ class RetrievalTemplate(SupervisedTemplate):
         self._embed = torch.compile(model.embed) if compile else model.embed
 
     def _new_optimizer(self, model: DualEncoder) -> torch.optim.Optimizer:
-        params = self.method.trainable_parameters(model)
+        params = self.strategy.trainable_parameters(model)
         if not params:
-            raise ValueError(f"strategy {self.method.name!r} declares no trainable parameters")
-        return torch.optim.AdamW(params, lr=self.method.learning_rate(self.lr),
+            raise ValueError(f"strategy {self.strategy.name!r} declares no trainable parameters")
+        return torch.optim.AdamW(params, lr=self.strategy.learning_rate(self.lr),
                                  weight_decay=self.weight_decay,
                                  fused=all(p.is_cuda for p in params) or None)
 
@@ -162,7 +163,7 @@ class RetrievalTemplate(SupervisedTemplate):
         if self._ddp is None:  # per step: a step may change what trains (CODA-Prompt)
             mine = {id(p) for p in self.model.parameters()}
             if any(id(p) not in mine for g in self.optimizer.param_groups for p in g["params"]):
-                raise ValueError(f"strategy {self.method.name!r} trains parameters outside the "
+                raise ValueError(f"strategy {self.strategy.name!r} trains parameters outside the "
                                  "model; with several processes only the model's gradients "
                                  "are averaged (attach them to the model, as prompters are)")
             self._ddp = distributed.data_parallel(StepLoss(self), self.device)
@@ -251,6 +252,6 @@ class RetrievalTemplate(SupervisedTemplate):
         exp = self.experience
         step, name = exp.current_experience + 1, exp.dataset.dataset_name[0]
         epoch = self.clock.train_exp_epochs + 1
-        raise Diverged(f"{self.method.name} diverged: non-finite loss in step {step} "
+        raise Diverged(f"{self.strategy.name} diverged: non-finite loss in step {step} "
                        f"({name}), epoch {epoch}, batch {batch}", step=step, epoch=epoch,
                        batch=batch)
