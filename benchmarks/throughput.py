@@ -232,6 +232,8 @@ def prepare(base: DualEncoder, method: str, *, attention: str, precision: str,
 
 
 def subset(pairs: PairSet, n: int) -> PairSet:
+    """The first n clips (all of them when there are fewer), one caption each."""
+    n = min(n, len(pairs.clip_ids))
     return PairSet(dataset=pairs.dataset, split=pairs.split, clips=pairs.clips[:n],
                    clip_ids=pairs.clip_ids[:n], captions=pairs.captions[:n],
                    caption_clip=list(range(n)), sample_rate=pairs.sample_rate)

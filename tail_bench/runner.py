@@ -231,6 +231,7 @@ def plan(cfg: RunConfig, *, resume: bool = False) -> Plan:
                                for s in cfg.seeds},
                 "gallery": cfg.gallery, "world_size": world, "orders": orders}
     if resume:
+        DirLock(out).check(f"--resume {out}")  # a writer's refusal before a settings diff
         resumable(out, resolved)
     return Plan(cfg, methods, preset, backbone, orders, settings, out, resolved)
 

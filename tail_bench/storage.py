@@ -108,6 +108,26 @@ class DirLock:
         """Take the lock or refuse in one line; `what` names the option (`--out DIR`)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        self._take(fd, what)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        for tmp in self.path.parent.rglob(".*.tmp"):  # atomic writes a kill cut short
+            if tmp.is_file():
+                tmp.unlink()
+
+    def check(self, what: str) -> None:
+        """Refuse, as `acquire` would, while another process holds the lock; writes nothing
+        (the planning step calls it before comparing a resumed run's settings)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        self._take(fd, what)
+        os.close(fd)  # and with it the lock just taken
+
+    @staticmethod
+    def _take(fd: int, what: str) -> None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
@@ -118,12 +138,6 @@ class DirLock:
             raise RunFileError(f"{what}: another tail-bench process (pid {holder}) is "
                                "writing this run directory; wait for it to end, or pick "
                                "another --out") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-        for tmp in self.path.parent.rglob(".*.tmp"):  # atomic writes a kill cut short
-            if tmp.is_file():
-                tmp.unlink()
 
     def release(self) -> None:
         if self._fd is not None:

@@ -2,7 +2,6 @@
 `tail_bench.benchmarks` through setup.cfg's `package_dir` alone (no import hook), in the
 editable install the README's `.ci/bootstrap` makes and in a wheel's layout."""
 
-import importlib.metadata
 import json
 import subprocess
 import sys
@@ -29,8 +28,11 @@ def test_the_package_installs_no_import_hook():
 def test_the_readme_setup_is_an_editable_install_of_this_checkout(tmp_path):
     """`.ci/bootstrap` installs the checkout editable: the folders import from it, from
     any working directory, with no top-level `strategies` or `benchmarks`."""
-    dist = importlib.metadata.distribution("tail-bench")
-    url = json.loads(dist.read_text("direct_url.json"))
+    # from another folder: setuptools leaves a tail_bench.egg-info in the checkout, which
+    # would answer for the installed distribution when the checkout is the working directory
+    url = json.loads(_probe(["-c", "import importlib.metadata as m, json; print(json.dumps("
+                                   "m.distribution('tail-bench').read_text('direct_url.json')))"],
+                            tmp_path))
     assert url["dir_info"].get("editable") is True
     assert Path(url["url"].removeprefix("file://")).resolve() == ROOT
     none_s, none_b, strategies, benchmarks, hooked = _probe(["-c", PROBE], tmp_path)
