@@ -12,7 +12,6 @@ means and paired tests (the tables say so), and `--resume` computes that entry a
 
 from __future__ import annotations
 
-import hashlib
 import io
 import sys
 import time
@@ -28,7 +27,7 @@ from tail_bench.record import RUN_FILE, SCHEMA, Entry, Key, Row, Run, Status, lo
 from tail_bench.reporting import REPORT_EVERY
 from tail_bench.reporting.plots import write_plots
 from tail_bench.reporting.tables import render, scores_csv, sections
-from tail_bench.storage import atomic_write_bytes, atomic_write_json, atomic_write_text
+from tail_bench.storage import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256
 
 ClipTable = dict[Key, dict[int, ClipScores]]
 
@@ -73,7 +72,7 @@ class RunStore:
             del table[step]
         data = _pack(table) if entry.clips_file else None
         if data is not None:
-            entry.clips_sha256 = hashlib.sha256(data).hexdigest()
+            entry.clips_sha256 = sha256(data)
         self.save()
         if self.write and data is not None:
             atomic_write_bytes(self.out / entry.clips_file, data)
@@ -103,7 +102,7 @@ class RunStore:
             atomic_write_bytes(self.out / entry.clips_name(), data)
         entry.rows.append(row)
         table[row.step] = clips
-        entry.clips_file, entry.clips_sha256 = entry.clips_name(), hashlib.sha256(data).hexdigest()
+        entry.clips_file, entry.clips_sha256 = entry.clips_name(), sha256(data)
         self.save()
 
     def stop(self, entry: Entry, status: Status, failure: dict[str, Any]) -> None:
@@ -164,7 +163,7 @@ def _clips_problem(path: Path, entry: Entry) -> tuple[str | None, dict]:
         data = path.read_bytes()
     except FileNotFoundError:
         return "missing", {}
-    if hashlib.sha256(data).hexdigest() == entry.clips_sha256:
+    if sha256(data) == entry.clips_sha256:
         with np.load(io.BytesIO(data)) as npz:
             return None, _unpack(npz)
     try:
@@ -258,7 +257,7 @@ def write_merged(out: Path, run: Run, clips: ClipTable) -> None:
     for e in run.entries:
         if e.key in clips:
             data = _pack(clips[e.key])
-            e.clips_file, e.clips_sha256 = e.clips_name(), hashlib.sha256(data).hexdigest()
+            e.clips_file, e.clips_sha256 = e.clips_name(), sha256(data)
             atomic_write_bytes(out / e.clips_file, data)
     write_derived(out, run, clips)
     atomic_write_json(out / RUN_FILE, run.to_json())

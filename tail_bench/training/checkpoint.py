@@ -17,7 +17,6 @@ truncated or altered checkpoint is named (`DamagedCheckpoint`) instead of half-l
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -34,7 +33,7 @@ from safetensors.torch import save as save_tensors
 
 from tail_bench.errors import TailBenchError
 from tail_bench.record import CHECKPOINTS_DIR, run_name
-from tail_bench.storage import atomic_write_bytes, atomic_write_text
+from tail_bench.storage import atomic_write_bytes, atomic_write_text, sha256
 
 FORMAT = 1
 TENSOR = "__tensor__"
@@ -44,10 +43,6 @@ FILES = ("model.safetensors", "state.safetensors", "state.json")
 class DamagedCheckpoint(TailBenchError):
     """A checkpoint that is missing, or whose files differ from their checksums; the
     message names the file. Its method starts again from step 0."""
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _host(t: torch.Tensor) -> torch.Tensor:
