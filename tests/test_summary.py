@@ -59,3 +59,19 @@ def test_one_seed_shows_each_average_with_its_interval(reference, tmp_path):
     assert figures.split()[2].startswith("[") and "value [95% interval]" in text
     finetune = lines_of(text, "finetune")
     assert "↑" in finetune or "↓" in finetune  # significance marks come with the clips
+
+
+def test_train_time_comes_from_finished_entries_only(reference, tmp_path):
+    """An interrupted seed of a method (no cost yet) does not pull its train time down."""
+    import dataclasses
+
+    from tail_bench.record import Status
+
+    seed0 = [e for e in reference.entries if e.seed == 0]
+    ptat = next(e for e in seed0 if e.method == "ptat")
+    cut = dataclasses.replace(ptat, seed=9, status=Status.INTERRUPTED, cost=None,
+                              rows=ptat.rows[:2])
+    done = console_summary(Run(reference.header, seed0), None, tmp_path)
+    partial = console_summary(Run(reference.header, [*seed0, cut]), None, tmp_path)
+    assert lines_of(partial, "ptat").split()[-1] == lines_of(done, "ptat").split()[-1] \
+        == f"{ptat.cost['train_seconds']:.0f}"

@@ -38,8 +38,8 @@ def rows(run: Run, table: Table) -> list[list[str]]:
     the comparison table, in its order."""
     at = {h: i for i, h in enumerate(table.header)}
     seconds: dict[str, list[float]] = {}
-    for e in run.entries:
-        seconds.setdefault(e.method, []).append((e.cost or {}).get("train_seconds", 0))
+    for e in run.finished():  # the rows the comparison table compares: no partial costs
+        seconds.setdefault(e.method, []).append(e.cost["train_seconds"])
     out = []
     for row in table.rows:
         method = row[0].removesuffix(" †")
